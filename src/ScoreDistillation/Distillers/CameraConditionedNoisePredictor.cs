@@ -33,8 +33,6 @@ public sealed class CameraConditionedNoisePredictor : Module<Tensor, Tensor, Ten
         LatentShape = latentShape;
         PredictionType = predictionType;
         _hidden = hidden;
-        // Initialisation draws from the global generator; seeding it makes the network reproducible.
-        torch.random.manual_seed(seed);
         int c = latentShape.Channels;
         conv_in = Conv2d(c, hidden, 3, padding: 1);
         conv_1 = Conv2d(hidden, hidden, 3, padding: 1);
@@ -47,6 +45,18 @@ public sealed class CameraConditionedNoisePredictor : Module<Tensor, Tensor, Ten
         text_proj = Linear(textDim, hidden);
         RegisterComponents();
         _trainable = parameters().ToArray();
+        // PyTorch's default bound 1/√fan_in, drawn from a local generator so construction is reproducible and thread-safe.
+        var g = new Generator((ulong)seed);
+        using (no_grad())
+        {
+            foreach (var m in new Module[] { conv_in, conv_1, conv_2, conv_out, time_1, time_2, camera_1, camera_2, text_proj })
+            {
+                var ps = m.parameters().ToArray();
+                long fanIn = ps[0].shape.Skip(1).Aggregate(1L, (a, b) => a * b);
+                double bound = 1 / Math.Sqrt(fanIn);
+                foreach (var p in ps) p.uniform_(-bound, bound, g);
+            }
+        }
     }
 
     readonly Parameter[] _trainable;

@@ -55,6 +55,8 @@ public sealed record ScalarSchedule(double StartValue, double EndValue, int Star
         double f;
         if (end <= StartStep) f = step >= end ? 1 : 0;
         else f = Math.Clamp((double)(step - StartStep) / (end - StartStep), 0, 1);
+        if (f <= 0) return StartValue;
+        if (f >= 1) return EndValue;
         return StartValue + (EndValue - StartValue) * f;
     }
 

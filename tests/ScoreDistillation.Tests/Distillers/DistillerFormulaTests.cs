@@ -345,7 +345,7 @@ public class DistillerFormulaTests
         var xc = xt.to(ScalarType.Float64) - xt.to(ScalarType.Float64).mean(new long[] { 0 }, keepdim: true);
         ((res * xc).mean().item<double>()).Should().BeApproximately(0, 0.01);
         double best = res.pow(2).mean().item<double>();
-        (eps - 1.1 * pred).pow(2).mean().item<float>().Should().BeGreaterThan(best);
-        (eps - pred - 0.05).pow(2).mean().item<float>().Should().BeGreaterThan(best);
+        ((double)(eps - 1.1 * pred).pow(2).mean().item<float>()).Should().BeGreaterThan(best);
+        ((double)(eps - pred - 0.05).pow(2).mean().item<float>()).Should().BeGreaterThan(best);
     }
 }
