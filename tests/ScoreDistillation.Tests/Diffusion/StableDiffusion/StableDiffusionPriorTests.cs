@@ -115,6 +115,23 @@ public sealed class StableDiffusionPriorTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void PriorCallsLeaveNoLiveTensorsBehind()
+    {
+        using var dir = new TempDir();
+        WriteTinyFolder(dir.Path);
+        using var prior = StableDiffusionPrior.FromPretrained(dir.Path);
+        using var rgb = rand(new long[] { 1, 3, 32, 32 }, generator: new Generator(5));
+        using var t = tensor(new long[] { 250 });
+        using (prior.EncodeText(new[] { "warm-up" })) { }
+        long before = LiveTensors.Count;
+        using (var text = prior.EncodeText(new[] { "warm-up" }))
+        using (var latents = prior.EncodeImages(rgb, new Generator(1)))
+        using (var eps = prior.PredictNoise(new NoiseQuery(latents, t, text.Tokens)))
+        using (var decoded = prior.DecodeLatents(latents)) { }
+        LiveTensors.Count.Should().Be(before);
+    }
+
+    [Fact]
     public void MissingModelIndexIsNamed()
     {
         using var dir = new TempDir();
