@@ -67,6 +67,7 @@ public sealed class HashGridEncoding : nn.Module<Tensor, Tensor>
             _dense[l] = cells <= entries;
             offset += entries;
         }
+        if (offset > int.MaxValue) throw new ArgumentException($"The table has {offset} entries; at most {int.MaxValue} are supported (Int32 row indices).", nameof(options));
         TableEntries = offset;
         _runs = BuildRuns(_dense);
 
@@ -133,7 +134,7 @@ public sealed class HashGridEncoding : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>
-    /// Table rows [N, L, 8] and trilinear weights [N, L, 8] (dtype of the points, differentiable w.r.t. them) of points
+    /// Table rows [N, L, 8] (Int32) and trilinear weights [N, L, 8] (dtype of the points, differentiable w.r.t. them) of points
     /// [N, 3]. Corner c has offset (c&gt;&gt;2 &amp; 1, c&gt;&gt;1 &amp; 1, c &amp; 1) along (x, y, z).
     /// </summary>
     public (Tensor Rows, Tensor Weights) Lookup(Tensor points)
@@ -160,28 +161,37 @@ public sealed class HashGridEncoding : nn.Module<Tensor, Tensor>
         var wz = pair.select(2, 2);
         var weights = wx.view(n, levels, 2, 1, 1).mul(wy.view(n, levels, 1, 2, 1)).mul(wz.view(n, levels, 1, 1, 2)).view(n, levels, 8);
 
+        // Everything is reduced on the small per-axis tensors [N, L, 2] in int64 before the 8-corner broadcast, so the
+        // full-size [N, L, 8] index work runs in int32 (uint32 wrap is applied per axis: & and ⊕ distribute, + is re-masked).
         var corners = grid.unsqueeze(-1).add(c.Corner01);            // [N, L, 3, 2]
         var parts = new Tensor[_runs.Length];
         for (int r = 0; r < _runs.Length; r++)
         {
             var (start, length, dense) = _runs[r];
             var cr = _runs.Length == 1 ? corners : corners.narrow(1, start, length);
-            var cx = cr.select(2, 0).view(n, length, 2, 1, 1);
-            var cy = cr.select(2, 1).view(n, length, 1, 2, 1);
-            var cz = cr.select(2, 2).view(n, length, 1, 1, 2);
+            var cx = cr.select(2, 0);
+            var cy = cr.select(2, 1);
+            var cz = cr.select(2, 2);
             Tensor idx;
             if (dense)
             {
-                var res = c.Resolutions.narrow(0, start, length).view(1, length, 1, 1, 1);
-                var res2 = c.Resolutions2.narrow(0, start, length).view(1, length, 1, 1, 1);
-                idx = cx.add(cy.mul(res)).add(cz.mul(res2)).bitwise_and_(Mask32)
-                    .remainder_(c.Entries.narrow(0, start, length).view(1, length, 1, 1, 1));
+                var res = c.Resolutions.narrow(0, start, length).view(1, length, 1);
+                var res2 = c.Resolutions2.narrow(0, start, length).view(1, length, 1);
+                var ix = cx.bitwise_and(Mask32).view(n, length, 2, 1, 1);
+                var iy = cy.mul(res).bitwise_and_(Mask32).view(n, length, 1, 2, 1);
+                var iz = cz.mul(res2).bitwise_and_(Mask32).view(n, length, 1, 1, 2);
+                idx = ix.add(iy).add(iz).bitwise_and_(Mask32)
+                    .remainder_(c.Entries.narrow(0, start, length).view(1, length, 1, 1, 1))
+                    .to(ScalarType.Int32);
             }
             else
             {
                 // Hashed levels hold exactly T = 2^k entries, so "mod T" of the uint32 hash is a mask.
                 long tableMask = (1L << Options.Log2TableSize) - 1;
-                idx = cx.bitwise_xor(cy.mul(Prime1)).bitwise_xor(cz.mul(Prime2)).bitwise_and_(tableMask);
+                var hx = cx.bitwise_and(tableMask).to(ScalarType.Int32).view(n, length, 2, 1, 1);
+                var hy = cy.mul(Prime1).bitwise_and_(tableMask).to(ScalarType.Int32).view(n, length, 1, 2, 1);
+                var hz = cz.mul(Prime2).bitwise_and_(tableMask).to(ScalarType.Int32).view(n, length, 1, 1, 2);
+                idx = hx.bitwise_xor(hy).bitwise_xor(hz);
             }
             parts[r] = idx.view(n, length, 8);
         }
@@ -214,7 +224,7 @@ public sealed class HashGridEncoding : nn.Module<Tensor, Tensor>
                 tensor(_resolutions, ScalarType.Int64).to(device),
                 tensor(_resolutions.Select(r => r * r).ToArray(), ScalarType.Int64).to(device),
                 tensor(_entries, ScalarType.Int64).to(device),
-                tensor(_offsets, ScalarType.Int64).to(device),
+                tensor(_offsets.Select(o => (int)o).ToArray(), ScalarType.Int32).to(device),
                 tensor(new long[] { 0, 1 }, ScalarType.Int64).to(device));
             _constants[key] = c;
             return c;
