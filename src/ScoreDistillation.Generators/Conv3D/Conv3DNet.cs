@@ -210,6 +210,16 @@ public sealed class VoxelSdfField : IRadianceField, IDisposable
         return SdfFieldMath.AddSphereBias(sdfNetwork.call(enc), points, biasRadius).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// A field with each row repeated <paramref name="times"/> times consecutively (a, a, b, b …), e.g. one field per rendered
+    /// view when a prompt is seen from several cameras (upstream <c>repeat_interleave</c>); gradients flow back to this volume.
+    /// </summary>
+    public VoxelSdfField RepeatInterleave(int times)
+    {
+        if (times < 1) throw new ArgumentOutOfRangeException(nameof(times), times, "times must be positive.");
+        return new VoxelSdfField(Volume.repeat_interleave(times, 0), sdfNetwork, featureNetwork, Radius, biasRadius, (int)Volume.shape[1]);
+    }
+
     /// <summary>Disposes the feature volume.</summary>
     public void Dispose() => Volume.Dispose();
 }

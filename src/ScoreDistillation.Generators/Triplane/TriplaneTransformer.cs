@@ -143,6 +143,16 @@ public sealed class TriplaneSdfField : IRadianceField, IDisposable
         return SdfFieldMath.AddSphereBias(sdfNetwork.call(enc), points, biasRadius).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// A field with each row repeated <paramref name="times"/> times consecutively (a, a, b, b …), e.g. the 4 views per prompt
+    /// of the multi-view prior (upstream <c>repeat_interleave</c>); gradients flow back to these planes.
+    /// </summary>
+    public TriplaneSdfField RepeatInterleave(int times)
+    {
+        if (times < 1) throw new ArgumentOutOfRangeException(nameof(times), times, "times must be positive.");
+        return new TriplaneSdfField(Planes.repeat_interleave(times, 0), sdfNetwork, featureNetwork, Radius, biasRadius, (int)Planes.shape[2]);
+    }
+
     /// <summary>Disposes the planes.</summary>
     public void Dispose() => Planes.Dispose();
 }

@@ -165,6 +165,20 @@ public sealed class Conv3DNetTests
     }
 
     [Fact]
+    public void RepeatInterleave_GivesOneFieldPerView()
+    {
+        using var net = Reduced();
+        using var text = Text(2, 32, 5);
+        using var scope = NewDisposeScope();
+        var field = (VoxelSdfField)net.Generate(text);
+        var views = field.RepeatInterleave(3);
+        views.Count.Should().Be(6);
+        var points = rand([2, 7, 3]) * 4 - 2;
+        var expected = field.QueryGeometry(points).repeat_interleave(3, 0);
+        TensorAssert.Close(views.QueryGeometry(points.repeat_interleave(3, 0)), expected, 1e-6, 1e-6);
+    }
+
+    [Fact]
     public void Query_AddsSphereBias()
     {
         using var net = Reduced();

@@ -98,6 +98,61 @@ public sealed class TriplaneTransformerTests
     }
 
     [Fact]
+    public void GeneratePlanes_EqualsManualTransformerAndDeconvLayout()
+    {
+        // Written out by hand from the upstream module: pre-LN cross-attn / self-attn / GELU MLP, final LN, shared deconv per plane.
+        var o = TriplaneTransformerOptions.Reduced with { Layers = 1, LowResolution = 2 };
+        using var net = new TriplaneTransformer(o, CPU, new Generator(21, CPU));
+        using var text = Text(1, 3, 32, 22);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var sd = net.Module.state_dict();
+        Tensor P(string k) => sd["space_generator." + k];
+        Tensor Ln(Tensor x, string k)
+        {
+            var mu = x.mean([-1L], keepdim: true);
+            var var = (x - mu).square().mean([-1L], keepdim: true);
+            return (x - mu) / (var + 1e-6).sqrt() * P(k + ".weight") + P(k + ".bias");
+        }
+        Tensor Attn(Tensor x, Tensor ctx, string k)
+        {
+            var q = x.matmul(P(k + ".to_q.weight").t());
+            var kk = ctx.matmul(P(k + ".to_k.weight").t());
+            var v = ctx.matmul(P(k + ".to_v.weight").t());
+            int dh = o.InnerDim / o.Heads;
+            var heads = new List<Tensor>();
+            for (int h = 0; h < o.Heads; h++)
+            {
+                var qs = q[.., .., (h * dh)..((h + 1) * dh)];
+                var ks = kk[.., .., (h * dh)..((h + 1) * dh)];
+                var vs = v[.., .., (h * dh)..((h + 1) * dh)];
+                heads.Add(qs.matmul(ks.transpose(1, 2)).div(Math.Sqrt(dh)).softmax(-1).matmul(vs));
+            }
+            return cat(heads, -1).matmul(P(k + ".to_out.0.weight").t()) + P(k + ".to_out.0.bias");
+        }
+        var x = P("pos_embed");
+        x = x + Attn(Ln(x, "layers.0.norm1"), text.Tokens, "layers.0.cross_attn");
+        var n2 = Ln(x, "layers.0.norm2");
+        x = x + Attn(n2, n2, "layers.0.self_attn");
+        var hmid = Ln(x, "layers.0.norm3").matmul(P("layers.0.mlp.0.weight").t()) + P("layers.0.mlp.0.bias");
+        hmid = 0.5 * hmid * (1 + (hmid / Math.Sqrt(2)).erf());
+        x = x + hmid.matmul(P("layers.0.mlp.3.weight").t()) + P("layers.0.mlp.3.bias");
+        x = Ln(x, "norm");
+        var w = P("deconv.weight"); // [D, C, 2, 2]
+        int r = o.LowResolution;
+        var expected = zeros([1, 3, o.PlaneChannels, 2 * r, 2 * r]);
+        for (int p = 0; p < 3; p++)
+            for (int i = 0; i < r; i++)
+                for (int j = 0; j < r; j++)
+                {
+                    var token = x[0, p * r * r + i * r + j]; // [D]
+                    var patch = (token.view(-1, 1, 1, 1) * w).sum(0L); // [C, 2, 2]
+                    expected[0, p, .., (2 * i)..(2 * i + 2), (2 * j)..(2 * j + 2)] = patch;
+                }
+        TensorAssert.Close(net.GeneratePlanes(text.Tokens), expected, 1e-4, 1e-5);
+    }
+
+    [Fact]
     public void BatchOfTwo_EqualsEachSampleAlone()
     {
         using var net = Reduced();
