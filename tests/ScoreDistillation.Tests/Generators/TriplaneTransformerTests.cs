@@ -223,6 +223,42 @@ public sealed class TriplaneTransformerTests
     }
 
     [Fact]
+    public void RenderForwardBackward_64x64_ReachesGeneratorWithFlatMemory()
+    {
+        using var net = Reduced();
+        using var text = Text(1, 5, 32, 13);
+        // Fewer samples per ray than the reference (13 instead of 193) keep the CPU test fast; the code path is the same.
+        var renderer = new VolumeRenderer(new VolumeRendererOptions { ProposalSamples = 8, ImportanceSamples = 4 });
+        using var cams = Cameras.Orbit(1, elevationDeg: 15, distance: 1.5, fovYDeg: 60);
+        var jitter = new Generator(3, CPU);
+        var counts = new List<long>();
+        for (int step = 0; step < 2; step++)
+        {
+            using (var scope = NewDisposeScope())
+            {
+                net.Module.zero_grad();
+                var field = net.Generate(text);
+                using var render = renderer.Render(field, cams, 64, 64, new SolidColorBackground(), null, jitter);
+                render.Rgb.shape.Should().Equal(1, 3, 64, 64);
+                TensorAssert.AllFinite(render.Rgb);
+                render.Opacity.max().item<float>().Should().BeGreaterThan(0.5f, "the sphere-biased SDF is visible");
+                var eikonal = (render.SampleGradients!.norm(-1) - 1).square().mean();
+                (render.Rgb.mean() + 0.1 * eikonal).backward();
+                double total = 0;
+                foreach (var (name, p) in net.Module.named_parameters())
+                {
+                    p.grad.Should().NotBeNull(name);
+                    TensorAssert.AllFinite(p.grad!, name);
+                    total += p.grad!.square().sum().item<float>();
+                }
+                total.Should().BeGreaterThan(0);
+            }
+            counts.Add(LiveTensors.Count);
+        }
+        counts.Distinct().Should().HaveCount(1, $"live tensors after each step: {string.Join(", ", counts)}");
+    }
+
+    [Fact]
     public void BadInputs_AreRejectedWithNamedShapes()
     {
         using var net = Reduced();
