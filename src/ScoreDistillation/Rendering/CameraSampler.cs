@@ -3,6 +3,19 @@ using static TorchSharp.torch;
 
 namespace ScoreDistillation.Rendering;
 
+/// <summary>How the "uniform on the sphere" half of the elevation sampler maps the range.</summary>
+public enum SphereElevationMode
+{
+    /// <summary>
+    /// The reference formula (threestudio <c>uncond.py</c>, also ScaleDreamer and MVDream): asin(2·U(p₀, p₁) − 1) with
+    /// p = (e + 90)/180, i.e. asin of a value uniform in [e_min/90, e_max/90]. For [−10°, 45°] this covers only
+    /// [−6.4°, 30°]; kept for fidelity.
+    /// </summary>
+    Reference,
+    /// <summary>Exactly uniform on the sphere over the range: asin(U(sin e_min, sin e_max)) (later threestudio versions).</summary>
+    ExactSine,
+}
+
 /// <summary>
 /// Ranges of the training camera sampler (degrees and world units). The defaults are ScaleDreamer's SD configs
 /// (<c>multiprompt-camera-datamodule</c>); <see cref="MultiView"/> gives the MVDream multi-view data module.
@@ -22,10 +35,13 @@ public sealed record CameraSamplerOptions
     public (double Min, double Max) FovY { get; init; } = (40, 70);
 
     /// <summary>
-    /// Probability that a batch draws elevation uniformly in degrees; otherwise uniformly on the sphere (asin of a
-    /// uniform sine). One coin per batch, as the reference (default 0.5).
+    /// Probability that a batch draws elevation uniformly in degrees; otherwise "uniformly on the sphere" as
+    /// <see cref="SphereElevation"/> says. One coin per batch, as the reference (default 0.5).
     /// </summary>
     public double UniformInDegreesProbability { get; init; } = 0.5;
+
+    /// <summary>Mapping of the on-sphere elevation draws (default <see cref="SphereElevationMode.Reference"/>).</summary>
+    public SphereElevationMode SphereElevation { get; init; } = SphereElevationMode.Reference;
 
     /// <summary>Stratify azimuth over the batch, az_i = (u_i + i)/B·range + min (reference <c>batch_uniform_azimuth</c>, default true).</summary>
     public bool BatchUniformAzimuth { get; init; } = true;
@@ -109,8 +125,12 @@ public sealed class CameraSampler
         var coin = Uniform(1) < o.UniformInDegreesProbability;
         var u = Uniform(samples);
         var degrees = u * (o.Elevation.Max - o.Elevation.Min) + o.Elevation.Min;
-        double p0 = (o.Elevation.Min + 90.0) / 180.0, p1 = (o.Elevation.Max + 90.0) / 180.0;
-        var sphere = asin(2 * (u * (p1 - p0) + p0) - 1.0) * (180.0 / Math.PI);
+        double x0, x1;
+        if (o.SphereElevation == SphereElevationMode.Reference)
+            (x0, x1) = (2 * (o.Elevation.Min + 90.0) / 180.0 - 1, 2 * (o.Elevation.Max + 90.0) / 180.0 - 1);
+        else
+            (x0, x1) = (Math.Sin(o.Elevation.Min * Math.PI / 180), Math.Sin(o.Elevation.Max * Math.PI / 180));
+        var sphere = asin(u * (x1 - x0) + x0) * (180.0 / Math.PI);
         var elevation = where(coin, degrees, sphere);
 
         double azRange = o.Azimuth.Max - o.Azimuth.Min;
