@@ -49,8 +49,16 @@ public static class CheckpointLoader
     /// </summary>
     /// <exception cref="FileNotFoundException">The file or a shard does not exist (the message names the path).</exception>
     /// <exception cref="CheckpointException">Key/shape mismatch, truncated/corrupt file or unsupported dtype.</exception>
-    public static CheckpointLoadReport Load(nn.Module module, string path, bool strict = true)
+    /// <param name="module">The module to fill.</param>
+    /// <param name="path">Checkpoint file or shard index.</param>
+    /// <param name="strict">Missing and unexpected keys are errors.</param>
+    /// <param name="mapKey">
+    /// Optional renaming of checkpoint keys to module keys (e.g. stripping LDM's <c>model.diffusion_model.</c> prefix);
+    /// returning null skips a key silently.
+    /// </param>
+    public static CheckpointLoadReport Load(nn.Module module, string path, bool strict = true, Func<string, string?>? mapKey = null)
     {
+        Func<string, string?> map = mapKey ?? (k => k);
         ArgumentNullException.ThrowIfNull(module);
         ArgumentException.ThrowIfNullOrEmpty(path);
         if (!File.Exists(path))
@@ -65,9 +73,9 @@ public static class CheckpointLoader
             var unexpected = new List<string>();
             var wrongShape = new List<string>();
             foreach (var src in sources)
-                foreach (var (key, shape, _) in src.Entries())
+                foreach (var (fileKey, shape, _) in src.Entries())
                 {
-                    if (!seen.Add(key)) continue;
+                    if (map(fileKey) is not string key || !seen.Add(key)) continue;
                     if (!target.TryGetValue(key, out var t)) { unexpected.Add(key); continue; }
                     if (!t.shape.SequenceEqual(shape))
                         wrongShape.Add($"{key}: expected [{string.Join(", ", t.shape)}], found [{string.Join(", ", shape)}] in '{src.Path}'");
@@ -80,7 +88,7 @@ public static class CheckpointLoader
             using (no_grad())
             {
                 foreach (var src in sources)
-                    src.CopyInto(target, loaded);
+                    src.CopyInto(target, loaded, map);
             }
             return new CheckpointLoadReport(files, loaded, missing, unexpected);
         }
@@ -144,7 +152,7 @@ public static class CheckpointLoader
     {
         string Path { get; }
         IEnumerable<(string Key, long[] Shape, ScalarType DType)> Entries();
-        void CopyInto(Dictionary<string, Tensor> target, List<string> loaded);
+        void CopyInto(Dictionary<string, Tensor> target, List<string> loaded, Func<string, string?> map);
         void ReadAll(Dictionary<string, Tensor> into);
     }
 
@@ -155,13 +163,13 @@ public static class CheckpointLoader
         public string Path => _file.Path;
         public IEnumerable<(string, long[], ScalarType)> Entries() => _file.Entries.Select(e => (e.Key, e.Value.Shape, e.Value.ScalarType));
 
-        public void CopyInto(Dictionary<string, Tensor> target, List<string> loaded)
+        public void CopyInto(Dictionary<string, Tensor> target, List<string> loaded, Func<string, string?> map)
         {
             using var stream = File.OpenRead(_file.Path);
-            foreach (var (key, entry) in _file.Entries.OrderBy(e => e.Value.Begin))
+            foreach (var (fileKey, entry) in _file.Entries.OrderBy(e => e.Value.Begin))
             {
-                if (!target.TryGetValue(key, out var t) || loaded.Contains(key)) continue;
-                using var src = _file.Read(stream, key);
+                if (map(fileKey) is not string key || !target.TryGetValue(key, out var t) || loaded.Contains(key)) continue;
+                using var src = _file.Read(stream, fileKey);
                 t.copy_(src);
                 loaded.Add(key);
             }
@@ -205,11 +213,11 @@ public static class CheckpointLoader
 
         public IEnumerable<(string, long[], ScalarType)> Entries() => _tensors.Select(kv => (kv.Key, kv.Value.shape, kv.Value.dtype));
 
-        public void CopyInto(Dictionary<string, Tensor> target, List<string> loaded)
+        public void CopyInto(Dictionary<string, Tensor> target, List<string> loaded, Func<string, string?> map)
         {
-            foreach (var (key, src) in _tensors)
+            foreach (var (fileKey, src) in _tensors)
             {
-                if (!target.TryGetValue(key, out var t) || loaded.Contains(key)) continue;
+                if (map(fileKey) is not string key || !target.TryGetValue(key, out var t) || loaded.Contains(key)) continue;
                 t.copy_(src);
                 loaded.Add(key);
             }

@@ -183,6 +183,23 @@ public sealed class CheckpointLoaderTests
     }
 
     [Fact]
+    public void KeyMappingLoadsPrefixedCheckpoints()
+    {
+        using var dir = new TempDir();
+        var w = VaeWeights();
+        try
+        {
+            using var step = zeros(1);
+            Write(dir["ldm.safetensors"], w.Select(x => From("first_stage_model." + x.Key, x.Value)).Append(From("global_step", step)));
+            using var vae = new AutoencoderKL(TinyVaeConfig());
+            var report = CheckpointLoader.Load(vae, dir["ldm.safetensors"], mapKey: k => k.StartsWith("first_stage_model.", StringComparison.Ordinal) ? k["first_stage_model.".Length..] : null);
+            report.LoadedKeys.Should().HaveCount(156);
+            AssertWeightsEqual(vae, w, ScalarType.Float32);
+        }
+        finally { DisposeAll(w); }
+    }
+
+    [Fact]
     public void UnsupportedDtypeIsNamed()
     {
         using var dir = new TempDir();
