@@ -61,7 +61,11 @@ public sealed class VolumeRenderer
             for (long start = 0; start < m; start += chunk)
             {
                 long len = Math.Min(chunk, m - start);
-                parts.Add(RenderCore(field, origins.narrow(1, start, len), dirs.narrow(1, start, len), background, pooledText, jitter, keepSamples: false));
+                // Each chunk's intermediates die with its own scope; only the per-ray outputs survive.
+                using var chunkScope = NewDisposeScope();
+                var part = RenderCore(field, origins.narrow(1, start, len), dirs.narrow(1, start, len), background, pooledText, jitter, keepSamples: false);
+                chunkScope.MoveToOuter(new[] { part.RgbFg, part.Bg, part.Opacity, part.Depth, part.ZVar }.Concat(part.Normal is null ? [] : new[] { part.Normal }));
+                parts.Add(part);
             }
             result = new Core(
                 cat(parts.Select(p => p.RgbFg).ToArray(), 1), cat(parts.Select(p => p.Bg).ToArray(), 1),
