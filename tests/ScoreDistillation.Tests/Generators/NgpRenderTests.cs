@@ -100,7 +100,7 @@ public class NgpRenderTests(ITestOutputHelper output)
         using var gen = new HyperInstantNgp(SmallHyper, new Generator(0));
         using var text = Text(2, 16, 1);
         using var cams = Cameras.Orbit(2);
-        var renderer = new VolumeRenderer(FewSamples with { ProposalSamples = 2, ImportanceSamples = 1, ComputeNormals = false });
+        var renderer = new VolumeRenderer(FewSamples with { ProposalSamples = 2, ImportanceSamples = 2, ComputeNormals = false });
         var jitter = new Generator(3);
         var proc = Process.GetCurrentProcess();
         long liveAtWarm = 0, rssAtWarm = 0;
@@ -122,7 +122,7 @@ public class NgpRenderTests(ITestOutputHelper output)
         }
         proc.Refresh();
         long growth = proc.WorkingSet64 - rssAtWarm;
-        output.WriteLine($"200 steps of a 64×64 2-prompt render (4 samples/ray, no normals): {sw.Elapsed.TotalSeconds:F1} s; RSS {rssAtWarm / 1048576} MB at step 20, growth {growth / 1048576} MB by step 200");
-        growth.Should().BeLessThan(64L << 20, "native memory must stay flat");
+        output.WriteLine($"200 steps of a 64×64 2-prompt render (5 samples/ray, no normals): {sw.Elapsed.TotalSeconds:F1} s; RSS {rssAtWarm / 1048576} MB at step 20, growth {growth / 1048576} MB by step 200");
+        growth.Should().BeLessThan(128L << 20, "native memory must stay flat (allocator noise allowed; tensors are counted exactly above)");
     }
 }
