@@ -6,18 +6,11 @@ using static TorchSharp.torch;
 
 namespace ScoreDistillation.Generators;
 
-/// <summary>Density bias added to the raw density of a prompt-specific NeRF (threestudio <c>density_bias</c>).</summary>
-public enum DensityBias
-{
-    /// <summary>No bias.</summary>
-    None,
-    /// <summary>Magic3D blob: scale·(1 − ‖p‖/std).</summary>
-    BlobMagic3D,
-    /// <summary>DreamFusion blob: scale·exp(−½‖p‖²/std²).</summary>
-    BlobDreamFusion,
-}
-
-/// <summary>Configuration of <see cref="InstantNgp"/>; defaults are threestudio's <c>implicit-volume</c> (density) geometry.</summary>
+/// <summary>
+/// Configuration of <see cref="InstantNgp"/>; defaults are threestudio's <c>implicit-volume</c> (density) geometry. The
+/// density blob bias is not applied here: in NeRF mode the field returns the raw network density and
+/// <see cref="VolumeRendererOptions.DensityBias"/> adds the blob before the softplus.
+/// </summary>
 public sealed record InstantNgpOptions
 {
     /// <summary>Whether the field is a density (NeRF) or an SDF (VolSDF).</summary>
@@ -37,15 +30,6 @@ public sealed record InstantNgpOptions
 
     /// <summary>Colour feature channels.</summary>
     public int FeatureDims { get; init; } = 3;
-
-    /// <summary>Density bias (density mode only).</summary>
-    public DensityBias DensityBias { get; init; } = DensityBias.BlobMagic3D;
-
-    /// <summary>Blob scale (threestudio <c>density_blob_scale</c>).</summary>
-    public double DensityBlobScale { get; init; } = 10.0;
-
-    /// <summary>Blob standard deviation (threestudio <c>density_blob_std</c>).</summary>
-    public double DensityBlobStd { get; init; } = 0.5;
 
     /// <summary>Radius of the sphere SDF bias ‖p‖ − r (SDF mode only); null disables it.</summary>
     public double? SdfSphereBias { get; init; }
@@ -112,30 +96,9 @@ public sealed class InstantNgp : nn.Module, I3DGenerator
         var flat = points.reshape(-1, 3);
         var enc = encoding.forward(flat.add(r).div_(2 * r));
         var geo = (density_network ?? sdf_network)!.forward(enc);
-        geo = Options.Kind == FieldKind.Density ? AddDensityBias(geo, flat) : AddSdfBias(geo, flat);
+        if (Options.Kind == FieldKind.SignedDistance) geo = AddSdfBias(geo, flat);
         var feat = withFeatures ? feature_network.forward(enc).view(b, n, Options.FeatureDims).MoveToOuterDisposeScope() : null;
         return (geo.view(b, n, 1).MoveToOuterDisposeScope(), feat);
-    }
-
-    private Tensor AddDensityBias(Tensor density, Tensor points)
-    {
-        switch (Options.DensityBias)
-        {
-            case DensityBias.None:
-                return density;
-            case DensityBias.BlobMagic3D:
-                {
-                    var norm = linalg.vector_norm(points, 2, new long[] { -1 }, keepdim: true);
-                    return density.add(norm.div(Options.DensityBlobStd).neg_().add_(1.0).mul_(Options.DensityBlobScale));
-                }
-            case DensityBias.BlobDreamFusion:
-                {
-                    var sq = points.square().sum(-1, keepdim: true);
-                    return density.add(sq.mul(-0.5 / (Options.DensityBlobStd * Options.DensityBlobStd)).exp_().mul_(Options.DensityBlobScale));
-                }
-            default:
-                throw new InvalidOperationException($"Unknown density bias {Options.DensityBias}.");
-        }
     }
 
     private Tensor AddSdfBias(Tensor sdf, Tensor points) => Options.SdfSphereBias is double radius

@@ -21,7 +21,8 @@ public sealed record TextConditionedHashGridBackgroundOptions
 
     /// <summary>
     /// Probability of replacing a prompt's whole background by one random colour during training (reference
-    /// <c>random_aug_prob</c> 0.2). The background itself is deterministic; the renderer's augmentation applies this.
+    /// <c>random_aug_prob</c> 0.2). The background itself is deterministic; wrap it in
+    /// <see cref="RandomSolidColorBackground"/> with this probability for training.
     /// </summary>
     public double RandomAugmentationProbability { get; init; } = 0.2;
 }

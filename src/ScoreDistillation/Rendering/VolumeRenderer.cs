@@ -52,6 +52,10 @@ public sealed class VolumeRenderer
         var origins = rays.Origins.reshape(b, m, 3);
         var dirs = rays.Directions.reshape(b, m, 3);
         var jitter = Options.Stratified ? generator : null;
+        // Background once for all rays: a random-colour augmentation must draw one coin per render, not per chunk.
+        var bg = background is null
+            ? zeros(new[] { (long)b, m, 3L }, dtype: dirs.dtype, device: dirs.device)
+            : background.Evaluate(dirs, pooledText).reshape(b, m, 3);
 
         Core result;
         long chunk = Math.Max(1, Options.ChunkPoints / ((long)s * b));
@@ -61,10 +65,14 @@ public sealed class VolumeRenderer
             for (long start = 0; start < m; start += chunk)
             {
                 long len = Math.Min(chunk, m - start);
-                parts.Add(RenderCore(field, origins.narrow(1, start, len), dirs.narrow(1, start, len), background, pooledText, jitter, keepSamples: false));
+                // Each chunk's intermediates die with its own scope; only the per-ray outputs survive.
+                using var chunkScope = NewDisposeScope();
+                var part = RenderCore(field, origins.narrow(1, start, len), dirs.narrow(1, start, len), jitter, keepSamples: false);
+                chunkScope.MoveToOuter(new[] { part.RgbFg, part.Opacity, part.Depth, part.ZVar }.Concat(part.Normal is null ? [] : new[] { part.Normal }));
+                parts.Add(part);
             }
             result = new Core(
-                cat(parts.Select(p => p.RgbFg).ToArray(), 1), cat(parts.Select(p => p.Bg).ToArray(), 1),
+                cat(parts.Select(p => p.RgbFg).ToArray(), 1),
                 cat(parts.Select(p => p.Opacity).ToArray(), 1), cat(parts.Select(p => p.Depth).ToArray(), 1),
                 cat(parts.Select(p => p.ZVar).ToArray(), 1),
                 Options.ComputeNormals ? cat(parts.Select(p => p.Normal!).ToArray(), 1) : null,
@@ -72,13 +80,13 @@ public sealed class VolumeRenderer
         }
         else
         {
-            result = RenderCore(field, origins, dirs, background, pooledText, jitter, keepSamples: true);
+            result = RenderCore(field, origins, dirs, jitter, keepSamples: true);
         }
 
         Tensor Image(Tensor t) => t.reshape(rays.Count, h, w, t.shape[^1]).permute(0, 3, 1, 2).contiguous();
         Tensor? PerSample(Tensor? t) => t?.reshape(rays.Count, (long)h * w, s);
         var opacity = result.Opacity;
-        var rgb = result.RgbFg + result.Bg * (1 - opacity);
+        var rgb = result.RgbFg + bg * (1 - opacity);
         Tensor? normal = null;
         if (result.Normal is not null)
         {
@@ -89,7 +97,7 @@ public sealed class VolumeRenderer
         {
             Rgb = Image(rgb),
             RgbForeground = Image(result.RgbFg),
-            Background = Image(result.Bg),
+            Background = Image(bg),
             Opacity = Image(opacity),
             Depth = Image(result.Depth),
             ZVariance = Image(result.ZVar),
@@ -149,10 +157,10 @@ public sealed class VolumeRenderer
         ? RayMarching.VolSdfDensity(pre, Options.InvStd)
         : nn.functional.softplus(pre);
 
-    sealed record Core(Tensor RgbFg, Tensor Bg, Tensor Opacity, Tensor Depth, Tensor ZVar, Tensor? Normal,
+    sealed record Core(Tensor RgbFg, Tensor Opacity, Tensor Depth, Tensor ZVar, Tensor? Normal,
         Tensor? Weights, Tensor? Geometry, Tensor? Gradients, Tensor? Alpha, Tensor? TMid, Tensor? Dt);
 
-    Core RenderCore(IRadianceField field, Tensor origins, Tensor dirs, IBackground? background, Tensor? pooledText, Generator? jitter, bool keepSamples)
+    Core RenderCore(IRadianceField field, Tensor origins, Tensor dirs, Generator? jitter, bool keepSamples)
     {
         var o = Options;
         long b = origins.shape[0], m = origins.shape[1];
@@ -194,12 +202,8 @@ public sealed class VolumeRenderer
             normal = (weights.unsqueeze(-1) * n).sum(2);
         }
 
-        var bg = background is null
-            ? zeros_like(rgbFg)
-            : background.Evaluate(dirs, pooledText).reshape(b, m, 3);
-
         return keepSamples
-            ? new Core(rgbFg, bg, opacity, depth, zvar, normal, weights, pre, gradients, alpha, tMid, dt)
-            : new Core(rgbFg, bg, opacity, depth, zvar, normal, null, null, null, null, null, null);
+            ? new Core(rgbFg, opacity, depth, zvar, normal, weights, pre, gradients, alpha, tMid, dt)
+            : new Core(rgbFg, opacity, depth, zvar, normal, null, null, null, null, null, null);
     }
 }

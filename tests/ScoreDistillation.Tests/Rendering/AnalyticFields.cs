@@ -22,9 +22,12 @@ internal sealed class SphereField : IRadianceField, IDisposable
     public int Count => (int)Radii.shape[0];
     public double Radius { get; }
 
+    public List<long> LiveTensorsAtQuery { get; } = new();
+
     public FieldSample Query(Tensor points)
     {
         QueryCount++;
+        LiveTensorsAtQuery.Add(ScoreDistillation.Tests.Infrastructure.LiveTensors.Count);
         var sdf = QueryGeometry(points);
         var features = ColourLogits.unsqueeze(1).expand(points.shape[0], points.shape[1], 3);
         return new FieldSample(sdf, features);

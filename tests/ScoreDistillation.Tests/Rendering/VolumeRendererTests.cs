@@ -150,6 +150,10 @@ public class VolumeRendererTests
             TensorAssert.Close(chunked.Depth, full.Depth, atol: 1e-5);
             TensorAssert.Close(chunked.Normal!, full.Normal!, atol: 1e-5);
         }
+        // Chunk intermediates are released per chunk: only the 5 per-ray outputs of each finished chunk stay alive.
+        var live = field.LiveTensorsAtQuery.Skip(1).ToArray();   // the first query was the unchunked render
+        live.Length.Should().Be(10);
+        ((live[^1] - live[0]) / (double)(live.Length - 1)).Should().BeLessThanOrEqualTo(5);
     }
 
     [Fact]
@@ -213,5 +217,23 @@ public class VolumeRendererTests
             .Should().Throw<ArgumentException>().WithMessage("*multiple of the field count*");
         FluentActions.Invoking(() => new VolumeRenderer(Small with { ProposalSamples = 1 }))
             .Should().Throw<ArgumentException>().WithMessage("*ProposalSamples*");
+    }
+
+    [Fact]
+    public void ImportanceSamplesGatherAtTheSurfaceInARender()
+    {
+        using var scope = NewDisposeScope();
+        const double r = 0.5;
+        using var field = new SphereField(new[] { r });
+        using var cams = Cameras.Orbit(1, elevationDeg: 0, distance: 1.5, fovYDeg: 20);
+        using var rays = RayBundle.FromCameras(cams, 4, 4);     // all 16 rays hit the sphere
+        using var res = new VolumeRenderer(Small).Render(field, rays, generator: new Generator(0));
+        var hit = SphereHit(rays, r).view(1, 16, 1).to(ScalarType.Float32);
+        hit.isnan().any().item<bool>().Should().BeFalse();
+        var near = ((res.SampleDepths! - hit).abs() < 0.1).sum(-1);     // samples within ±0.1 of the surface per ray
+        // The 64 uniform proposal intervals put ~3 there (0.2/0.061); most of the 32 importance samples must land there too.
+        long fewest = near.min().item<long>();
+        _out.WriteLine($"samples within ±0.1 of the surface: min {fewest}, mean {near.to(ScalarType.Float32).mean().item<float>():F1} of {Small.RenderedSamples}");
+        fewest.Should().BeGreaterThan(24);
     }
 }
