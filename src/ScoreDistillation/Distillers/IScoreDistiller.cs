@@ -60,7 +60,11 @@ public sealed class DistillationResult
 /// <param name="TimestepShifts">Δt per sample (ASD), zeros otherwise.</param>
 /// <param name="GradientNorm">‖g‖₂ over the whole batch.</param>
 /// <param name="NoiseResidual">Mean squared noise-prediction residual the gradient was built from (e.g. ‖ε̂_cfg − ε‖² for SDS).</param>
-public sealed record DistillationDiagnostics(long[] Timesteps, long[] TimestepShifts, double GradientNorm, double NoiseResidual);
+public sealed record DistillationDiagnostics(long[] Timesteps, long[] TimestepShifts, double GradientNorm, double NoiseResidual)
+{
+    /// <summary>Method-specific extras (e.g. VSD's ε_φ training loss); null when there are none.</summary>
+    public IReadOnlyDictionary<string, double>? Extras { get; init; }
+}
 
 /// <summary>A score-distillation method: rendered images → a loss whose gradient pulls them toward the prior.</summary>
 public interface IScoreDistiller
