@@ -60,8 +60,8 @@ internal static class ClipCheckpoint
                 if (e.Value is Tensor t) result[(string)e.Key] = t.DetachFromDisposeScope();
             return result;
         }
-        catch (Exception ex) when (ex is EndOfStreamException or IOException or JsonException or ArgumentException
-                                       or NotImplementedException or InvalidCastException or InvalidOperationException or OverflowException)
+        // PyBridge reports truncated files, legacy pickles and unknown dtypes with assorted exception types.
+        catch (Exception ex) when (ex is not (OutOfMemoryException or FileNotFoundException or InvalidDataException))
         {
             throw new InvalidDataException($"Cannot read weights from {path}: {ex.Message}", ex);
         }

@@ -25,6 +25,7 @@ internal static partial class ClipTextCleaner
             string before = text;
             if (unescape) text = UnescapeHtml(text);
             text = FixMojibake(text);
+            text = FixC1Controls(text);
             text = FixLigatures(text);
             text = FixWidth(text);
             text = UncurlQuotes(text);
@@ -70,6 +71,16 @@ internal static partial class ClipTextCleaner
             }
             catch (DecoderFallbackException) { return m.Value; }
         });
+    }
+
+    // C1 controls left after the mojibake fix are read as the Windows-1252 characters they most likely were.
+    static string FixC1Controls(string text)
+    {
+        if (!text.Any(c => c >= '\u0080' && c <= '\u009F')) return text;
+        var chars = text.ToCharArray();
+        for (int i = 0; i < chars.Length; i++)
+            if (chars[i] >= '\u0080' && chars[i] <= '\u009F') chars[i] = Cp1252High[chars[i] - 0x80];
+        return new string(chars);
     }
 
     static string FixLigatures(string text)
@@ -127,11 +138,10 @@ internal static partial class ClipTextCleaner
         return sb.ToString();
     }
 
-    // ftfy's CONTROL_CHARS: C0 controls except \t \n \f \r, DEL, C1 controls, and a few invisible format characters.
+    // ftfy's CONTROL_CHARS: C0 controls except \t \n \f \r, DEL, deprecated format characters, BOM, annotation characters.
     static bool IsRemovable(char c) =>
         (c < 0x20 && c != '\t' && c != '\n' && c != '\f' && c != '\r') || c == '\u007F' ||
-        (c >= '\u0080' && c <= '\u009F') || c == '\uFEFF' || (c >= '\uFFF9' && c <= '\uFFFC') ||
-        (c >= '\u206A' && c <= '\u206F') || (c >= '\u200B' && c <= '\u200B');
+        c == '\uFEFF' || (c >= '\uFFF9' && c <= '\uFFFC') || (c >= '\u206A' && c <= '\u206F');
 
     [GeneratedRegex(@"&#?[0-9A-Za-z]{1,24};")]
     private static partial Regex HtmlEntity();

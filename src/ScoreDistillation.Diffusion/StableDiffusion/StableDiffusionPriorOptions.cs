@@ -1,3 +1,4 @@
+using ScoreDistillation.Priors;
 using static TorchSharp.torch;
 
 namespace ScoreDistillation.Diffusion.StableDiffusion;

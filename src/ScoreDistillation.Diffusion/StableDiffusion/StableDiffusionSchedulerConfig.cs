@@ -4,16 +4,6 @@ using ScoreDistillation.Priors;
 
 namespace ScoreDistillation.Diffusion.StableDiffusion;
 
-/// <summary>What a model predicts.</summary>
-public enum PredictionType
-{
-    /// <summary>The noise ε (SD 1.5, SD 2.1-base).</summary>
-    Epsilon,
-
-    /// <summary>The velocity v = √ᾱ ε − √(1−ᾱ) x₀ (SD 2.1-768).</summary>
-    VPrediction,
-}
-
 /// <summary>
 /// The training-schedule part of a diffusers <c>scheduler/scheduler_config.json</c> (any scheduler class: PNDM, DDIM,
 /// Euler…): the β schedule and the prediction type.

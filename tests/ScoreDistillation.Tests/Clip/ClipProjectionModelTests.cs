@@ -126,3 +126,35 @@ public class ClipProjectionModelTests
         finally { Directory.Delete(dir, true); }
     }
 }
+
+public class ClipEmbedderTests
+{
+    [Fact]
+    public void Embedder_loads_a_full_clip_folder_and_reproduces_the_reference_embeddings()
+    {
+        using var scope = NewDisposeScope();
+        var (tw, tdata) = ClipTestFolders.Split(TestVectors.LoadSafetensors("clip-eval", "clip_text_proj_tiny.safetensors"));
+        var (vw, vdata) = ClipTestFolders.Split(TestVectors.LoadSafetensors("clip-eval", "clip_vision_tiny.safetensors"));
+        var all = new Dictionary<string, Tensor>(tw);
+        foreach (var kv in vw) all[kv.Key] = kv.Value;
+        string dir = Directory.CreateTempSubdirectory("clipemb").FullName;
+        try
+        {
+            using (var t = TestVectors.LoadJson("clip-eval", "clip_text_proj_tiny.json"))
+            using (var v = TestVectors.LoadJson("clip-eval", "clip_vision_tiny.json"))
+                File.WriteAllText(Path.Combine(dir, "config.json"),
+                    $"{{\"text_config\": {t.RootElement.GetProperty("config").GetRawText()}, \"vision_config\": {v.RootElement.GetProperty("config").GetRawText()}}}");
+            ClipTestFolders.WriteSafetensors(Path.Combine(dir, "model.safetensors"), all);
+            File.Copy(TestVectors.PathOf("clip", "vocab.json"), Path.Combine(dir, "vocab.json"));
+            File.Copy(TestVectors.PathOf("clip", "merges.txt"), Path.Combine(dir, "merges.txt"));
+
+            using var embedder = ClipEmbedder.FromPretrained(dir);
+            embedder.ImageSize.Should().Be(32);
+            using var prompts = TestVectors.LoadJson("clip-eval", "clip_text_proj_tiny.json");
+            var texts = prompts.RootElement.GetProperty("prompts").EnumerateArray().Select(p => p.GetProperty("encoded_text").GetString()!).ToArray();
+            TensorAssert.Close(embedder.EmbedTexts(texts), tdata["__output__.text_embeds"], 1e-5, 1e-5, "text_embeds");
+            TensorAssert.Close(embedder.EmbedImages(vdata["__input__.pixel_values"]), vdata["__output__.image_embeds"], 1e-5, 1e-5, "image_embeds");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}

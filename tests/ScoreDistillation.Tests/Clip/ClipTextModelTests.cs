@@ -96,6 +96,48 @@ public class ClipTextModelTests
     }
 
     [Fact]
+    public void Loads_fp16_and_sharded_safetensors_and_runs_in_bfloat16()
+    {
+        using var scope = NewDisposeScope();
+        var (weights, data) = ClipTestFolders.Split(TestVectors.LoadSafetensors("clip", "clip_text_tiny_quickgelu.safetensors"));
+        var ids = data["__input__.input_ids"];
+        var expected = data["__output__.last_hidden_state"];
+        string dir = ClipTestFolders.Create("clip", "clip_text_tiny_quickgelu.json", weights.ToDictionary(kv => kv.Key, kv => kv.Value.to(ScalarType.Float16)));
+        try
+        {
+            using (var m = CLIPTextModel.FromPretrained(dir))
+            {
+                var y = m.forward(ids);
+                y.dtype.Should().Be(ScalarType.Float32);
+                double err = TensorAssert.MaxAbsError(y, expected);
+                Console.WriteLine($"fp16 checkpoint into fp32: max abs {err:G3}");
+                err.Should().BeLessThan(0.05);
+            }
+
+            // Sharded: two files plus model.safetensors.index.json.
+            File.Delete(Path.Combine(dir, "model.safetensors"));
+            var keys = weights.Keys.OrderBy(k => k, StringComparer.Ordinal).ToList();
+            var first = keys.Take(keys.Count / 2).ToHashSet();
+            ClipTestFolders.WriteSafetensors(Path.Combine(dir, "model-00001-of-00002.safetensors"), weights.Where(kv => first.Contains(kv.Key)).ToDictionary());
+            ClipTestFolders.WriteSafetensors(Path.Combine(dir, "model-00002-of-00002.safetensors"), weights.Where(kv => !first.Contains(kv.Key)).ToDictionary());
+            var map = keys.ToDictionary(k => k, k => first.Contains(k) ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors");
+            File.WriteAllText(Path.Combine(dir, "model.safetensors.index.json"), System.Text.Json.JsonSerializer.Serialize(new { metadata = new { }, weight_map = map }));
+            using (var m = CLIPTextModel.FromPretrained(dir))
+                TensorAssert.Close(m.forward(ids), expected, 1e-5, 1e-5, "sharded");
+
+            using (var m = CLIPTextModel.FromPretrained(dir, ScalarType.BFloat16))
+            {
+                var y = m.forward(ids);
+                y.dtype.Should().Be(ScalarType.BFloat16);
+                double err = TensorAssert.MaxAbsError(y, expected);
+                Console.WriteLine($"bf16 model: max abs {err:G3}");
+                err.Should().BeLessThan(0.25);
+            }
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
     public void Sd15_text_encoder_builds_on_meta_with_the_official_parameter_count()
     {
         // SD 1.5 text_encoder/config.json = openai ViT-L/14 text tower: 123,060,480 parameters.

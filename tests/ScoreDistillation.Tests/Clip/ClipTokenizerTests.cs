@@ -96,3 +96,18 @@ public class ClipTokenizerTests
         finally { Directory.Delete(dir, true); }
     }
 }
+
+public class ClipTextCleanerTests
+{
+    [Theory]
+    [InlineData("ﬁne ﬂow", "fine flow")]
+    [InlineData("mojibake cafÃ©", "mojibake café")]
+    [InlineData("“curly” ‘quotes’", "\"curly\" 'quotes'")]
+    [InlineData("ＡＢＣ１２３\u3000x", "ABC123 x")]
+    [InlineData("a &amp;amp; b", "a & b")]
+    [InlineData("<b>bold</b> &amp; text", "<b>bold</b> &amp; text")]
+    [InlineData("cafe\u0301", "café")]
+    [InlineData("a\r\nb\u0000c", "a\nbc")]
+    public void Ftfy_style_fixes_that_change_clip_ids(string input, string expected) =>
+        ClipTextCleaner.FixText(input).Should().Be(expected);
+}
