@@ -16,8 +16,8 @@ public sealed record ReferenceLibraryOptions
     /// <summary>Prompts whose views make up the unconditional distribution; null means every plain "a {colour} {shape}".</summary>
     public IReadOnlyList<string>? UnconditionalPrompts { get; init; }
 
-    /// <summary>Views per prompt in the unconditional set (the first ones of each prompt's sequence; default 4).</summary>
-    public int UnconditionalViewsPerPrompt { get; init; } = 4;
+    /// <summary>Views per prompt in the unconditional set (the first ones of each prompt's sequence; default 2, i.e. 180 views for the whole world).</summary>
+    public int UnconditionalViewsPerPrompt { get; init; } = 2;
 
     /// <summary>Seed of the reference cameras; each prompt draws its cameras from a generator seeded by (seed, prompt).</summary>
     public long Seed { get; init; }
@@ -38,19 +38,23 @@ public sealed record ReferenceLibraryOptions
     public CameraSamplerOptions Cameras { get; init; } = new();
 
     /// <summary>
-    /// Volume renderer settings (VolSDF; default: the training renderer's inv_std with 48 proposal + 32 importance samples,
-    /// no normals, deterministic). Near and far are replaced by the range that encloses the object from the farthest camera.
+    /// Volume renderer settings (VolSDF; default: the training renderer's inv_std with 32 proposal + 16 importance samples,
+    /// no normals, deterministic: mean |Δ| 0.0013 against 128 + 64 samples at 64²). Near and far are replaced by the range
+    /// that encloses the object from the nearest and the farthest camera.
     /// </summary>
     public VolumeRendererOptions Renderer { get; init; } = new()
     {
-        ProposalSamples = 48,
-        ImportanceSamples = 32,
+        ProposalSamples = 32,
+        ImportanceSamples = 16,
         ComputeNormals = false,
         Stratified = false,
     };
 
-    /// <summary>Objects rendered together in one renderer call (default 8).</summary>
-    public int RenderBatch { get; init; } = 8;
+    /// <summary>Objects rendered together (default 4).</summary>
+    public int RenderBatch { get; init; } = 4;
+
+    /// <summary>Upper bound on ray samples per renderer call (default 2²⁰); views are split over calls to respect it.</summary>
+    public long RenderPointsPerCall { get; init; } = 1L << 20;
 
     /// <summary>Directory for a disk cache of rendered views keyed by a hash of the settings; null keeps them in memory only.</summary>
     public string? CacheDirectory { get; init; }
@@ -73,6 +77,7 @@ public sealed record ReferenceLibraryOptions
         if (UnconditionalViewsPerPrompt < 1) throw new ArgumentException($"UnconditionalViewsPerPrompt must be ≥ 1, got {UnconditionalViewsPerPrompt}.");
         if (!(ObjectSize > 0) || ObjectSize * 1.5 > FieldRadius) throw new ArgumentException($"ObjectSize {ObjectSize} must be positive and fit FieldRadius {FieldRadius}.");
         if (RenderBatch < 1) throw new ArgumentException($"RenderBatch must be ≥ 1, got {RenderBatch}.");
+        if (RenderPointsPerCall < 1) throw new ArgumentException($"RenderPointsPerCall must be ≥ 1, got {RenderPointsPerCall}.");
         if (DType is not (ScalarType.Float32 or ScalarType.Float64)) throw new ArgumentException($"DType must be float32 or float64, got {DType}.");
         if (UnconditionalPrompts is { Count: 0 }) throw new ArgumentException("UnconditionalPrompts must not be empty (use null for the whole world).");
         Renderer.Validate();

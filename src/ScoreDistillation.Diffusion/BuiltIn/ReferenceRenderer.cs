@@ -85,17 +85,27 @@ internal sealed class ReferenceRenderer
     {
         using var scope = NewDisposeScope();
         using var guard = no_grad();
+        int b = objects.Count, size = _options.ImageSize;
         var cams = objects.Select(o => CamerasFor(o.Prompt, count)).ToList();
-        using var all = new CameraBatch(
-            cat(cams.Select(c => c.CameraToWorld).ToArray(), 0), cat(cams.Select(c => c.FovY).ToArray(), 0),
-            cat(cams.Select(c => c.Elevation).ToArray(), 0), cat(cams.Select(c => c.Azimuth).ToArray(), 0),
-            cat(cams.Select(c => c.Distance).ToArray(), 0));
         var field = new ProceduralField(objects.Select(o => o.WithSize(_options.ObjectSize)).ToList(), _options.FieldRadius, _options.Shaded);
-        using var render = _renderer.Render(field, all, _options.ImageSize, _options.ImageSize, _background);
-        var rgb = render.Rgb.clamp(0, 1);
-        var views = new ReferenceViews[objects.Count];
-        for (int i = 0; i < objects.Count; i++)
-            views[i] = new ReferenceViews(rgb.narrow(0, (long)i * count, count), cams[i].CameraToWorld, _options.DType);
+        // Views per renderer call, so that one call touches at most RenderPointsPerCall samples; each call gets its own
+        // dispose scope, which keeps the memory of a long reference render flat.
+        long pointsPerView = (long)b * size * size * _renderer.Options.RenderedSamples;
+        int perCall = (int)Math.Clamp(_options.RenderPointsPerCall / pointsPerView, 1, count);
+        var chunks = new List<Tensor>();
+        for (int v0 = 0; v0 < count; v0 += perCall)
+        {
+            using var inner = NewDisposeScope();
+            int vc = Math.Min(perCall, count - v0);
+            Tensor Slice(Func<CameraBatch, Tensor> pick) => cat(cams.Select(c => pick(c).narrow(0, v0, vc)).ToArray(), 0);
+            using var batch = new CameraBatch(Slice(c => c.CameraToWorld), Slice(c => c.FovY), Slice(c => c.Elevation), Slice(c => c.Azimuth), Slice(c => c.Distance));
+            using var render = _renderer.Render(field, batch, size, size, _background);
+            chunks.Add(render.Rgb.clamp(0, 1).reshape(b, vc, 3, size, size).MoveToOuterDisposeScope());
+        }
+        var rgb = cat(chunks.ToArray(), 1);
+        var views = new ReferenceViews[b];
+        for (int i = 0; i < b; i++)
+            views[i] = new ReferenceViews(rgb[i], cams[i].CameraToWorld, _options.DType);
         foreach (var c in cams) c.Dispose();
         return views;
     }

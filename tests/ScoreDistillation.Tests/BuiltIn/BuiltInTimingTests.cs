@@ -50,3 +50,35 @@ public class BuiltInTimingTests(ITestOutputHelper output)
         call.Should().BePositive();
     }
 }
+
+[Trait("Category", "Slow")]
+public class ReferenceRenderCostTests(ITestOutputHelper output)
+{
+    [Theory]
+    [InlineData(32, 48, 32)]
+    [InlineData(32, 32, 16)]
+    [InlineData(64, 48, 32)]
+    [InlineData(64, 32, 16)]
+    public void Reference_render_cost_and_error_against_a_dense_render(int size, int proposal, int importance)
+    {
+        using var scope = NewDisposeScope();
+        var prompts = new[] { "a red cube", "a green torus" };
+        ReferenceLibraryOptions Options(int p, int i) => new()
+        {
+            ImageSize = size,
+            ViewsPerPrompt = 4,
+            UnconditionalPrompts = prompts,
+            Renderer = new ReferenceLibraryOptions().Renderer with { ProposalSamples = p, ImportanceSamples = i },
+        };
+        using var dense = new ReferenceLibrary(Options(128, 64));
+        using var fast = new ReferenceLibrary(Options(proposal, importance));
+        dense.Prefetch(prompts);
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        fast.Prefetch(prompts);
+        double perView = sw.Elapsed.TotalMilliseconds / 8;
+        double err = prompts.Max(p => (fast.ForPrompt(p).Images - dense.ForPrompt(p).Images).abs().max().item<float>());
+        double mean = prompts.Average(p => (fast.ForPrompt(p).Images - dense.ForPrompt(p).Images).abs().mean().item<float>());
+        output.WriteLine($"{size}², {proposal}+{importance} samples: {perView:F0} ms/view; vs 128+64: max |Δ| {err:F4}, mean |Δ| {mean:F5}");
+        perView.Should().BePositive();
+    }
+}
