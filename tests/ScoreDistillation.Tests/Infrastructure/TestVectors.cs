@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 
 namespace ScoreDistillation.Tests.Infrastructure;
 
-/// <summary>Loads the project's test vectors from TestData (copied next to the test assembly; never from ../shared).</summary>
+/// <summary>Loads the project's test vectors from TestData (copied next to the test assembly; never from the read-only reference folder outside the repository).</summary>
 public static class TestVectors
 {
     /// <summary>Folder holding the test data in the output directory.</summary>
