@@ -155,6 +155,28 @@ public sealed class UNetLoraAdapterTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void CameraConditioningIsLiveAndPredictLeavesNoTensorsBehind()
+    {
+        using var particle = new StableDiffusionParticleModel(LoadUNet(), PredictionType.VPrediction, new LatentShape(4, 16, 16), new LoraOptions { Seed = 4 });
+        using var cams = Cameras(2, 6);
+        using var none = zeros(2, 16);
+        using var t = Timesteps;
+        using var _ = no_grad();
+        using (particle.Predict(Sample, t, Text, cams)) { }
+        long before = LiveTensors.Count;
+        using (var withCamera = particle.Predict(Sample, t, Text, cams))
+        using (var withoutCamera = particle.Predict(Sample, t, Text, none))
+        using (NewDisposeScope())
+        {
+            double diff = (withCamera - withoutCamera).abs().max().item<float>();
+            output.WriteLine($"max |ε_φ(c) − ε_φ(0)| = {diff:E3}");
+            diff.Should().BeGreaterThan(1e-4, "the camera MLP output is added to the time embedding");
+        }
+        LiveTensors.Count.Should().Be(before);
+        FluentActions.Invoking(() => particle.Predict(Sample, t, Text, zeros(2, 12))).Should().Throw<ArgumentException>().WithMessage("*[2, 16]*");
+    }
+
+    [Fact]
     public void StableDiffusion21BaseAdapterHasProlificDreamersSizes()
     {
         using var unet = new UNet2DConditionModel(UNet2DConditionConfig.StableDiffusion21Base, device("meta"));
