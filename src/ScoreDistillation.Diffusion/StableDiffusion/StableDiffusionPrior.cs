@@ -1,5 +1,7 @@
 using System.Text.Json;
 using ScoreDistillation.Diffusion.Clip;
+using ScoreDistillation.Diffusion.Schedulers;
+using ScoreDistillation.Diffusion.Text;
 using ScoreDistillation.Diffusion.Unet;
 using ScoreDistillation.Diffusion.Vae;
 using ScoreDistillation.Priors;
@@ -10,43 +12,41 @@ namespace ScoreDistillation.Diffusion.StableDiffusion;
 
 /// <summary>
 /// A frozen Stable Diffusion model (1.x / 2.x, diffusers folder layout) as an <see cref="IDiffusionPrior"/>: CLIP text
-/// embeddings cached per prompt, VAE encoding with gradients to the RGB, one batched no-grad UNet call per request,
+/// embeddings in a bounded per-prompt cache (<see cref="ClipPromptEncoder"/>), VAE encoding with gradients to the RGB, one batched no-grad UNet call per request,
 /// v → ε conversion for v-prediction models.
 /// </summary>
 public sealed class StableDiffusionPrior : IDiffusionPrior
 {
     readonly UNet2DConditionModel _unet;
     readonly AutoencoderKL _vae;
-    readonly CLIPTextModel _textEncoder;
-    readonly ClipTokenizer _tokenizer;
-    readonly Dictionary<string, (Tensor Tokens, Tensor Pooled)> _textCache = new(StringComparer.Ordinal);
+    readonly ClipPromptEncoder _text;
     bool _disposed;
 
     /// <summary>Assembles a prior from loaded components; the prior takes ownership of the models and freezes them.</summary>
     /// <param name="unet">The denoiser.</param>
     /// <param name="vae">The autoencoder.</param>
-    /// <param name="textEncoder">The CLIP text encoder (its last hidden state is the cross-attention context).</param>
-    /// <param name="tokenizer">The CLIP tokenizer.</param>
+    /// <param name="text">The CLIP prompt encoder (its last hidden state is the cross-attention context); owned by the prior.</param>
     /// <param name="schedule">The training forward process.</param>
-    /// <param name="predictionType">What the UNet predicts.</param>
+    /// <param name="predictionType">What the UNet predicts (epsilon or v_prediction).</param>
     /// <param name="modelId">Identifier for caches.</param>
     /// <param name="imageSize">RGB working resolution, or null for UNet sample_size × VAE factor.</param>
-    public StableDiffusionPrior(UNet2DConditionModel unet, AutoencoderKL vae, CLIPTextModel textEncoder, ClipTokenizer tokenizer,
+    /// <exception cref="NotSupportedException"><paramref name="predictionType"/> is <see cref="PredictionType.Sample"/>.</exception>
+    public StableDiffusionPrior(UNet2DConditionModel unet, AutoencoderKL vae, ClipPromptEncoder text,
         NoiseSchedule schedule, PredictionType predictionType, string modelId, int? imageSize = null)
     {
         ArgumentNullException.ThrowIfNull(unet);
         ArgumentNullException.ThrowIfNull(vae);
-        ArgumentNullException.ThrowIfNull(textEncoder);
-        ArgumentNullException.ThrowIfNull(tokenizer);
+        ArgumentNullException.ThrowIfNull(text);
         ArgumentNullException.ThrowIfNull(schedule);
+        CheckPrediction(predictionType, null);
+        var textEncoder = text.Model;
         if (textEncoder.Config.HiddenSize != unet.Config.CrossAttentionDim[0])
             throw new ArgumentException($"Text encoder width {textEncoder.Config.HiddenSize} differs from the UNet's cross_attention_dim {unet.Config.CrossAttentionDim[0]}.");
         if (vae.Config.LatentChannels != unet.Config.InChannels)
             throw new ArgumentException($"VAE latent channels {vae.Config.LatentChannels} differ from the UNet's in_channels {unet.Config.InChannels}.");
         _unet = unet;
         _vae = vae;
-        _textEncoder = textEncoder;
-        _tokenizer = tokenizer;
+        _text = text;
         Schedule = schedule;
         PredictionType = predictionType;
         ModelId = modelId;
@@ -83,9 +83,10 @@ public sealed class StableDiffusionPrior : IDiffusionPrior
                 if (!doc.RootElement.TryGetProperty(part, out _))
                     throw new InvalidDataException($"{index} lists no '{part}' component.");
 
-        var scheduler = StableDiffusionSchedulerConfig.FromFile(Path.Combine(folder, "scheduler", "scheduler_config.json"));
-        var prediction = options.PredictionType ?? scheduler.PredictionType;
-        var schedule = scheduler.ToNoiseSchedule();
+        string schedulerPath = Path.Combine(folder, "scheduler", "scheduler_config.json");
+        var scheduler = SchedulerConfig.Load(schedulerPath);
+        var prediction = CheckPrediction(options.PredictionType ?? scheduler.PredictionType, options.PredictionType is null ? schedulerPath : null);
+        var schedule = new DdpmScheduler(scheduler).Schedule;
         var tokenizer = ClipTokenizer.FromPretrained(Path.Combine(folder, "tokenizer"));
 
         var disposables = new List<IDisposable>();
@@ -100,7 +101,10 @@ public sealed class StableDiffusionPrior : IDiffusionPrior
             var text = CLIPTextModel.FromPretrained(Path.Combine(folder, "text_encoder"), options.DType, options.Device);
             disposables.Add(text);
             string id = $"stable-diffusion:{Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder)))}:{options.DType}";
-            return new StableDiffusionPrior(unet, vae, text, tokenizer, schedule, prediction, id, options.ImageSize);
+            var encoder = new ClipPromptEncoder(text, tokenizer, options.TextCacheCapacity);
+            disposables.Remove(text);
+            disposables.Add(encoder);
+            return new StableDiffusionPrior(unet, vae, encoder, schedule, prediction, id, options.ImageSize);
         }
         catch
         {
@@ -142,25 +146,14 @@ public sealed class StableDiffusionPrior : IDiffusionPrior
     /// <summary>The autoencoder (frozen).</summary>
     public AutoencoderKL Vae => _vae;
 
+    /// <summary>The prompt encoder (CLIP text model, tokenizer and the bounded embedding cache).</summary>
+    public ClipPromptEncoder TextEncoder => _text;
+
     /// <inheritdoc />
     public TextConditioning EncodeText(IReadOnlyList<string> prompts)
     {
-        ArgumentNullException.ThrowIfNull(prompts);
         ObjectDisposedException.ThrowIf(_disposed, this);
-        var missing = prompts.Distinct().Where(p => !_textCache.ContainsKey(p)).ToList();
-        if (missing.Count > 0)
-        {
-            using var scope = NewDisposeScope();
-            using var _ = no_grad();
-            var ids = _tokenizer.EncodeBatch(missing, Device);
-            using var output = _textEncoder.Encode(ids);
-            for (int i = 0; i < missing.Count; i++)
-                _textCache[missing[i]] = (output.LastHiddenState[i].clone().DetachFromDisposeScope(), output.PoolerOutput[i].clone().DetachFromDisposeScope());
-        }
-        using var outer = NewDisposeScope();
-        var tokens = stack(prompts.Select(p => _textCache[p].Tokens).ToArray());
-        var pooled = stack(prompts.Select(p => _textCache[p].Pooled).ToArray());
-        return new TextConditioning(prompts, tokens.MoveToOuterDisposeScope(), pooled.MoveToOuterDisposeScope());
+        return _text.Encode(prompts);
     }
 
     /// <inheritdoc />
@@ -213,14 +206,18 @@ public sealed class StableDiffusionPrior : IDiffusionPrior
     {
         if (_disposed) return;
         _disposed = true;
-        foreach (var (tokens, pooled) in _textCache.Values)
-        {
-            tokens.Dispose();
-            pooled.Dispose();
-        }
-        _textCache.Clear();
+        _text.Dispose();
         _unet.Dispose();
         _vae.Dispose();
-        _textEncoder.Dispose();
+    }
+
+    /// <summary>Accepts ε and v prediction; x₀ ("sample") prediction is rejected with a message naming the source.</summary>
+    internal static PredictionType CheckPrediction(PredictionType predictionType, string? source)
+    {
+        if (predictionType is PredictionType.Epsilon or PredictionType.VPrediction) return predictionType;
+        string where = source is null ? "" : $" (from {source})";
+        throw new NotSupportedException(predictionType == PredictionType.Sample
+            ? $"prediction_type 'sample' (x₀ prediction){where} is not supported by the Stable Diffusion prior: score distillation needs a model that predicts epsilon or v_prediction."
+            : $"prediction_type {predictionType}{where} is not supported (supported: epsilon, v_prediction).");
     }
 }

@@ -27,6 +27,9 @@ public sealed record StableDiffusionPriorOptions
     /// </summary>
     public int? ImageSize { get; init; }
 
-    /// <summary>Overrides the scheduler config's prediction type, or null to use it.</summary>
+    /// <summary>Prompts whose embeddings are kept in the bounded least-recently-used text cache (0 disables caching).</summary>
+    public int TextCacheCapacity { get; init; } = 1024;
+
+    /// <summary>Overrides the scheduler config's prediction type (epsilon or v_prediction), or null to use it.</summary>
     public PredictionType? PredictionType { get; init; }
 }

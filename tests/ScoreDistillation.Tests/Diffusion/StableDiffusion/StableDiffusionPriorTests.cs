@@ -15,7 +15,7 @@ namespace ScoreDistillation.Tests.Diffusion.StableDiffusion;
 public sealed class StableDiffusionPriorTests(ITestOutputHelper output)
 {
     /// <summary>Writes model_index.json, unet/, vae/, text_encoder/, tokenizer/ and scheduler/ into <paramref name="root"/>.</summary>
-    static void WriteTinyFolder(string root, string predictionType = "epsilon")
+    internal static void WriteTinyFolder(string root, string predictionType = "epsilon")
     {
         FromPretrainedTests.WriteComponent(root, "unet", "unet_sd15_tiny");
         FromPretrainedTests.WriteComponent(root, "vae", "vae_tiny");
@@ -129,6 +129,36 @@ public sealed class StableDiffusionPriorTests(ITestOutputHelper output)
         using (var eps = prior.PredictNoise(new NoiseQuery(latents, t, text.Tokens)))
         using (var decoded = prior.DecodeLatents(latents)) { }
         LiveTensors.Count.Should().Be(before);
+    }
+
+    [Fact]
+    public void SamplePredictionIsRejectedWithAClearMessage()
+    {
+        using var dir = new TempDir();
+        WriteTinyFolder(dir.Path, "sample");
+        FluentActions.Invoking(() => StableDiffusionPrior.FromPretrained(dir.Path)).Should().Throw<NotSupportedException>()
+            .WithMessage("*prediction_type 'sample'*scheduler_config.json*epsilon or v_prediction*");
+        using var ok = new TempDir();
+        WriteTinyFolder(ok.Path);
+        FluentActions.Invoking(() => StableDiffusionPrior.FromPretrained(ok.Path, new StableDiffusionPriorOptions { PredictionType = PredictionType.Sample }))
+            .Should().Throw<NotSupportedException>().WithMessage("*prediction_type 'sample'*");
+    }
+
+    [Fact]
+    public void TextCacheIsBoundedAndTheScheduleComesFromTheSchedulerConfig()
+    {
+        using var dir = new TempDir();
+        WriteTinyFolder(dir.Path, "v_prediction");
+        using var prior = StableDiffusionPrior.FromPretrained(dir.Path, new StableDiffusionPriorOptions { TextCacheCapacity = 2 });
+        prior.PredictionType.Should().Be(PredictionType.VPrediction);
+        var expected = new ScoreDistillation.Diffusion.Schedulers.DdpmScheduler(ScoreDistillation.Diffusion.Schedulers.SchedulerConfig.StableDiffusion()).Schedule;
+        prior.Schedule.AlphaBar(0).Should().Be(expected.AlphaBar(0));
+        prior.Schedule.AlphaBar(999).Should().Be(expected.AlphaBar(999));
+        using var first = prior.EncodeText(new[] { "a", "b", "c" });
+        prior.TextEncoder.CachedCount.Should().Be(2);
+        using var again = prior.EncodeText(new[] { "a" });
+        TensorAssert.Close(again.Tokens[0], first.Tokens[0], 0, 0, "re-encoded after eviction");
+        prior.TextEncoder.CachedCount.Should().Be(2);
     }
 
     [Fact]
