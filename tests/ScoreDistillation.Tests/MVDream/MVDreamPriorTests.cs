@@ -122,6 +122,36 @@ public class MVDreamPriorTests
         result.Diagnostics.TimestepShifts.Take(4).Distinct().Should().HaveCount(1, "and Δt");
     }
 
+    [Theory]
+    [InlineData("SDS")]
+    [InlineData("CSD")]
+    [InlineData("VSD")]
+    [InlineData("ISM")]
+    [InlineData("SDS-MVDream")]
+    public void Every_distiller_runs_on_the_multi_view_prior_and_reaches_the_RGB(string name)
+    {
+        using var tiny = new TinyMVDream();
+        using var scope = NewDisposeScope();
+        var prior = tiny.Prior;
+        var noViewPrompts = new GuidanceOptions { ViewDependent = null };
+        using var particle = new CameraConditionedNoisePredictor(prior.LatentShape, 32);
+        IScoreDistiller d = name switch
+        {
+            "SDS" => new SdsDistiller(prior, new SdsOptions { Guidance = new SdsOptions().Guidance with { ViewDependent = null } }, new Generator(1)),
+            "CSD" => new CsdDistiller(prior, new CsdOptions { Guidance = noViewPrompts }, new Generator(1)),
+            "VSD" => new VsdDistiller(prior, particle, new VsdOptions { Guidance = noViewPrompts }, new Generator(1)),
+            "ISM" => new IsmDistiller(prior, new IsmOptions { Guidance = new IsmOptions().Guidance with { ViewDependent = null } }, new Generator(1)),
+            _ => new MVDreamSdsDistiller(prior, generator: new Generator(1)),
+        };
+        var images = rand(new long[] { 4, 3, 32, 32 }, generator: new Generator(2)).requires_grad_();
+        using var cams = TinyMVDream.Views();
+        var result = d.Distill(new DistillationInput(images, Enumerable.Repeat("a red cube", 4).ToArray(), cams, new TrainingProgress(50, 100)));
+        result.Loss.backward();
+        TensorAssert.AllFinite(images.grad!);
+        images.grad!.abs().sum().item<float>().Should().BeGreaterThan(0, name);
+        result.Diagnostics.Timesteps.Distinct().Should().HaveCount(1, "the four views of one sample share t");
+    }
+
     [Fact]
     public void MVDream_SDS_reconstruction_gradient_is_sigma_over_alpha_times_the_CFG_residual_without_rescale()
     {
