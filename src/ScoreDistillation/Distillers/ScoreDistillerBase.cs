@@ -33,8 +33,10 @@ public sealed record DistillationGradient(Tensor Gradient, Tensor Residual, Tens
 /// (or take the overrides), build the text batch, let the distiller compute g without gradient, apply NaN→0 and clipping,
 /// and return the target-trick loss with diagnostics.
 /// </summary>
-public abstract class ScoreDistillerBase : IScoreDistiller
+public abstract class ScoreDistillerBase : IScoreDistiller, IDisposable
 {
+    readonly bool _ownsGenerator;
+
     /// <summary>Creates the pipeline around <paramref name="prior"/>.</summary>
     /// <param name="prior">The frozen prior.</param>
     /// <param name="guidance">Shared options.</param>
@@ -43,7 +45,21 @@ public abstract class ScoreDistillerBase : IScoreDistiller
     {
         Prior = prior ?? throw new ArgumentNullException(nameof(prior));
         Guidance = guidance ?? throw new ArgumentNullException(nameof(guidance));
+        _ownsGenerator = generator is null;
         Generator = generator ?? new Generator((ulong)guidance.Seed, prior.Device);
+    }
+
+    /// <summary>Disposes the generator when the distiller created it (an injected one stays the caller's).</summary>
+    public void Dispose()
+    {
+        Dispose(true);
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Releases owned resources.</summary>
+    protected virtual void Dispose(bool disposing)
+    {
+        if (disposing && _ownsGenerator) Generator.Dispose();
     }
 
     /// <inheritdoc />
@@ -74,8 +90,8 @@ public abstract class ScoreDistillerBase : IScoreDistiller
     public DistillationResult Distill(DistillationInput input)
     {
         ArgumentNullException.ThrowIfNull(input);
-        Validate(input);
         using var scope = NewDisposeScope();
+        Validate(input);
         int b = (int)input.Images.shape[0];
         var latents = Prior.EncodeImages(input.Images, Generator);
         var ls = Prior.LatentShape;
@@ -127,23 +143,22 @@ public abstract class ScoreDistillerBase : IScoreDistiller
     {
         int v = Prior.ViewsPerSample;
         int n = Guidance.SharedTimestep ? 1 : batch / v;
-        using var draw = randint(tMin, tMax + 1, new long[] { n }, ScalarType.Int64, Generator.device, generator: Generator);
-        using var d = draw.to(device);
-        return d.repeat_interleave(batch / n);
+        var draw = randint(tMin, tMax + 1, new long[] { n }, ScalarType.Int64, Generator.device, generator: Generator);
+        return draw.to(device).repeat_interleave(batch / n);
     }
 
     /// <summary>ε ~ N(0, I) shaped like <paramref name="like"/>.</summary>
     protected Tensor SampleNoise(Tensor like)
     {
-        using var n = randn(like.shape, like.dtype, Generator.device, generator: Generator);
-        return n.to(like.device);
+        var n = randn(like.shape, like.dtype, Generator.device, generator: Generator);
+        return n.device == like.device ? n : n.to(like.device);
     }
 
     /// <summary>U(0, 1) [n] on <paramref name="device"/>.</summary>
     protected Tensor SampleUniform(long n, Device device, ScalarType dtype = ScalarType.Float32)
     {
-        using var u = rand(new long[] { n }, dtype, Generator.device, generator: Generator);
-        return u.to(device);
+        var u = rand(new long[] { n }, dtype, Generator.device, generator: Generator);
+        return u.device == device ? u : u.to(device);
     }
 
     /// <summary>Repeats per-sample values so all views of a sample share them.</summary>

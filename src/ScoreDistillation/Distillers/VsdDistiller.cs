@@ -9,9 +9,11 @@ namespace ScoreDistillation.Distillers;
 /// in one call on [x_t; x_t] and the particle ε_φ conditioned on the flattened camera. The distiller owns ε_φ's AdamW and
 /// trains it once per step: MSE on the detached latents at a fresh t ∈ [0, T − 1], ε or v target, camera zeroed with p = 0.1.
 /// </summary>
-public sealed class VsdDistiller : ScoreDistillerBase, IDisposable
+public sealed class VsdDistiller : ScoreDistillerBase
 {
-    readonly optim.Optimizer _optimizer;
+    readonly TorchSharp.Modules.Parameter[] _params;
+    readonly Tensor[] _expAvg, _expAvgSq;
+    long _adamStep;
     double _lastParticleLoss = double.NaN;
 
     /// <summary>Creates VSD; <paramref name="particle"/> is borrowed (the caller disposes it) and must live on the prior's device.</summary>
@@ -23,7 +25,12 @@ public sealed class VsdDistiller : ScoreDistillerBase, IDisposable
         if (particle.LatentShape != prior.LatentShape)
             throw new ArgumentException($"ε_φ latent shape {particle.LatentShape} differs from the prior's {prior.LatentShape}.", nameof(particle));
         if (particle.TrainableParameters.Count == 0) throw new ArgumentException("ε_φ has no trainable parameters.", nameof(particle));
-        _optimizer = optim.AdamW(particle.TrainableParameters, Options.LearningRate, Options.Betas.Beta1, Options.Betas.Beta2, Options.AdamEpsilon, Options.WeightDecay);
+        _params = particle.TrainableParameters.ToArray();
+        using (no_grad())
+        {
+            _expAvg = _params.Select(p => zeros_like(p).DetachFromDisposeScope()).ToArray();
+            _expAvgSq = _params.Select(p => zeros_like(p).DetachFromDisposeScope()).ToArray();
+        }
     }
 
     /// <summary>The particle noise predictor ε_φ.</summary>
@@ -102,10 +109,28 @@ public sealed class VsdDistiller : ScoreDistillerBase, IDisposable
         if (coin.item<double>() < Options.CameraDropout) cams = zeros_like(cams);
         var pred = Particle.Predict(xt, t, text.detach(), cams);
         var loss = nn.functional.mse_loss(pred.to(ScalarType.Float32), target.to(ScalarType.Float32));
-        _optimizer.zero_grad();
-        loss.backward();
-        _optimizer.step();
+        var grads = autograd.grad(new[] { loss }, _params);
+        AdamWStep(grads);
         return loss.item<float>();
+    }
+
+    /// <summary>torch.optim.AdamW (decoupled weight decay, bias-corrected moments) on ε_φ's parameters.</summary>
+    void AdamWStep(IList<Tensor> grads)
+    {
+        using var ng = no_grad();
+        _adamStep++;
+        double lr = Options.LearningRate, b1 = Options.Betas.Beta1, b2 = Options.Betas.Beta2;
+        double bc1 = 1 - Math.Pow(b1, _adamStep), bc2 = 1 - Math.Pow(b2, _adamStep);
+        for (int i = 0; i < _params.Length; i++)
+        {
+            var g = grads[i];
+            if (g is null || g.IsInvalid) continue;
+            _params[i].mul_(1 - lr * Options.WeightDecay);
+            _expAvg[i].mul_(b1).add_(g, alpha: 1 - b1);
+            _expAvgSq[i].mul_(b2).addcmul_(g, g, value: 1 - b2);
+            using var denom = (_expAvgSq[i].sqrt() / Math.Sqrt(bc2)).add_(Options.AdamEpsilon);
+            _params[i].addcdiv_(_expAvg[i], denom, value: -lr / bc1);
+        }
     }
 
     Tensor ParticleEpsilon(Tensor xt, Tensor t, Tensor text, Tensor cams)
@@ -115,5 +140,13 @@ public sealed class VsdDistiller : ScoreDistillerBase, IDisposable
     }
 
     /// <summary>Disposes the optimiser (not the particle, which the caller owns).</summary>
-    public void Dispose() => _optimizer.Dispose();
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            foreach (var t in _expAvg) t.Dispose();
+            foreach (var t in _expAvgSq) t.Dispose();
+        }
+        base.Dispose(disposing);
+    }
 }

@@ -70,6 +70,22 @@ public class DistillerFormulaTests
         r.Gradient.abs().max().item<float>().Should().BeLessThanOrEqualTo(0.05f);
     }
 
+    [Fact]
+    public void Nan_predictions_become_zero_unless_disabled()
+    {
+        using var scope = NewDisposeScope();
+        using var prior = NewPrior();
+        prior.InjectNaN = true;
+        var (images, _, ov) = Fixed(T2, 2);
+        using var cams = Cameras(new[] { 0.0, 0 });
+        var r = new SdsDistiller(prior, new SdsOptions { Guidance = new() { ViewDependent = null } }).Distill(Input(images, Prompt, cams, overrides: ov));
+        TensorAssert.AllFinite(r.Gradient);
+        r.Gradient[0, 0, 0, 0].item<float>().Should().Be(0);
+        r.Gradient[1, 0, 0, 0].item<float>().Should().NotBe(0);
+        var raw = new SdsDistiller(prior, new SdsOptions { Guidance = new() { ViewDependent = null, NanToNum = false } }).Distill(Input(images, Prompt, cams, overrides: ov));
+        float.IsNaN(raw.Gradient[0, 0, 0, 0].item<float>()).Should().BeTrue();
+    }
+
     [Theory]
     [InlineData(1, 0, -1, 0)]
     [InlineData(1, -0.5, -0.5, 0)]

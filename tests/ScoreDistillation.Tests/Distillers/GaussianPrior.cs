@@ -22,6 +22,9 @@ public sealed class GaussianPrior : IDiffusionPrior
 
     public int Size { get; }
     public int PredictCalls { get; private set; }
+
+    /// <summary>When set, the first element of every prediction is NaN (to test NaN handling).</summary>
+    public bool InjectNaN { get; set; }
     public int PredictRows { get; private set; }
     public string ModelId => "gaussian";
     public NoiseSchedule Schedule { get; } = NoiseSchedule.ScaledLinear();
@@ -86,7 +89,9 @@ public sealed class GaussianPrior : IDiffusionPrior
         var sigma = query.Text[TensorIndex.Colon, 1, 0].reshape(n, 1, 1, 1);
         var a = Schedule.AlphaBarAt(query.Timesteps, 4, x.dtype);
         var v = a * sigma.pow(2) + 1 - a;
-        return ((1 - a).sqrt() * (x - a.sqrt() * mu) / v).MoveToOuterDisposeScope();
+        var eps = (1 - a).sqrt() * (x - a.sqrt() * mu) / v;
+        if (InjectNaN) eps[0, 0, 0, 0] = float.NaN;
+        return eps.MoveToOuterDisposeScope();
     }
 
     public void Dispose() { }
