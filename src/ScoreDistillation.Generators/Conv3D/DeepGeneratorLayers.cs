@@ -1,5 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using ScoreDistillation.Rendering;
 using static TorchSharp.torch;
 
 namespace ScoreDistillation.Generators.Conv3D;
@@ -103,6 +104,42 @@ internal sealed class BiasFreeReluMlp : nn.Module<Tensor, Tensor>
         var x = input;
         foreach (var layer in layers) x = layer.call(x);
         return x.MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>
+/// The decoding both SDF fields share: the SDF MLP plus the sphere bias (geometry) and the feature MLP (raw colour
+/// features), applied to what the field's own sampler returns. Holds no tensors, so repeated fields share one.
+/// </summary>
+internal sealed class SdfFeatureDecoder
+{
+    private readonly nn.Module<Tensor, Tensor> sdfNetwork;
+    private readonly nn.Module<Tensor, Tensor> featureNetwork;
+    private readonly double biasRadius;
+
+    public SdfFeatureDecoder(nn.Module<Tensor, Tensor> sdfNetwork, nn.Module<Tensor, Tensor> featureNetwork, double biasRadius)
+    {
+        this.sdfNetwork = sdfNetwork;
+        this.featureNetwork = featureNetwork;
+        this.biasRadius = biasRadius;
+    }
+
+    /// <summary>SDF with sphere bias and features at world <paramref name="points"/>; <paramref name="sampleFeatures"/> checks them.</summary>
+    public FieldSample Query(Tensor points, Func<Tensor, Tensor> sampleFeatures)
+    {
+        using var scope = NewDisposeScope();
+        var enc = sampleFeatures(points);
+        var sdf = SdfFieldMath.AddSphereBias(sdfNetwork.call(enc), points, biasRadius);
+        var features = featureNetwork.call(enc);
+        return new FieldSample(sdf.MoveToOuterDisposeScope(), features.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>SDF with sphere bias only (the feature MLP is skipped).</summary>
+    public Tensor QueryGeometry(Tensor points, Func<Tensor, Tensor> sampleFeatures)
+    {
+        using var scope = NewDisposeScope();
+        var enc = sampleFeatures(points);
+        return SdfFieldMath.AddSphereBias(sdfNetwork.call(enc), points, biasRadius).MoveToOuterDisposeScope();
     }
 }
 
