@@ -15,7 +15,7 @@ namespace ScoreDistillation.Generators;
 /// </summary>
 public sealed class Conv3DNet : I3DGenerator
 {
-    private readonly Conv3DNetModule module;
+    private readonly SdfGeometryModule<StyleGan3DGenerator> module;
 
     /// <summary>Builds the network.</summary>
     /// <param name="options">Sizes; <see cref="Conv3DNetOptions.Reference"/> when null.</param>
@@ -26,7 +26,9 @@ public sealed class Conv3DNet : I3DGenerator
     {
         Options = options ?? Conv3DNetOptions.Reference;
         Options.Validate();
-        module = new Conv3DNetModule(Options, device ?? CPU, initGenerator);
+        var dev = device ?? CPU;
+        module = new SdfGeometryModule<StyleGan3DGenerator>("Conv3DNetModule", new StyleGan3DGenerator(Options, dev, initGenerator),
+            Options.FeatureChannels, Options.MlpHidden, Options.MlpHiddenLayers, Options.Radius, dev, initGenerator);
         NoiseGenerator = noiseGenerator ?? new Generator(0, CPU);
     }
 

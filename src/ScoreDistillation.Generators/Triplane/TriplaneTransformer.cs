@@ -16,7 +16,7 @@ namespace ScoreDistillation.Generators;
 /// </summary>
 public sealed class TriplaneTransformer : I3DGenerator
 {
-    private readonly TriplaneTransformerModule module;
+    private readonly SdfGeometryModule<TriplaneTransformerNetwork> module;
 
     /// <summary>Builds the network.</summary>
     /// <param name="options">Sizes; <see cref="TriplaneTransformerOptions.Reference"/> when null.</param>
@@ -26,7 +26,9 @@ public sealed class TriplaneTransformer : I3DGenerator
     {
         Options = options ?? TriplaneTransformerOptions.Reference;
         Options.Validate();
-        module = new TriplaneTransformerModule(Options, device ?? CPU, initGenerator);
+        var dev = device ?? CPU;
+        module = new SdfGeometryModule<TriplaneTransformerNetwork>("TriplaneTransformerModule", new TriplaneTransformerNetwork(Options, dev, initGenerator),
+            3 * Options.PlaneChannels, Options.MlpHidden, Options.MlpHiddenLayers, Options.Radius, dev, initGenerator);
     }
 
     /// <summary>The configuration.</summary>
