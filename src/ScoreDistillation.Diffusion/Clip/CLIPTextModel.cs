@@ -35,21 +35,12 @@ public sealed class ClipTextOutput : IDisposable
     /// <summary>Moves every tensor to the enclosing dispose scope.</summary>
     public ClipTextOutput MoveToOuterDisposeScope()
     {
-        LastHiddenState.MoveToOuterDisposeScope();
-        PoolerOutput.MoveToOuterDisposeScope();
-        TextEmbeds?.MoveToOuterDisposeScope();
-        foreach (var h in HiddenStates) h.MoveToOuterDisposeScope();
+        ClipOutputTensors.MoveToOuterDisposeScope([LastHiddenState, PoolerOutput, TextEmbeds], HiddenStates);
         return this;
     }
 
     /// <inheritdoc />
-    public void Dispose()
-    {
-        LastHiddenState.Dispose();
-        PoolerOutput.Dispose();
-        TextEmbeds?.Dispose();
-        foreach (var h in HiddenStates) h.Dispose();
-    }
+    public void Dispose() => ClipOutputTensors.Dispose([LastHiddenState, PoolerOutput, TextEmbeds], HiddenStates);
 }
 
 /// <summary>
@@ -81,39 +72,16 @@ public sealed class CLIPTextModel : nn.Module<Tensor, Tensor>
     public static CLIPTextModel FromPretrained(string directory, ScalarType? dtype = null, Device? device = null)
     {
         var config = ClipTextConfig.FromFile(Path.Combine(directory, "config.json"));
-        var model = new CLIPTextModel(config, device, dtype ?? ScalarType.Float32);
-        string file = ClipCheckpoint.FindWeights(directory);
-        var weights = ClipCheckpoint.ReadStateDict(file);
-        try
-        {
-            ClipCheckpoint.Load(model, weights, k => ClipTextPooling.IgnoredByTextTower(k, keepProjection: false), file);
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
-        finally
-        {
-            foreach (var t in weights.Values) t.Dispose();
-        }
-        model.eval();
-        return model;
+        return ClipCheckpoint.LoadPretrained(directory, () => new CLIPTextModel(config, device, dtype ?? ScalarType.Float32),
+            k => ClipTextPooling.IgnoredByTextTower(k, keepProjection: false));
     }
 
     /// <summary><c>last_hidden_state</c> [B, T, H] for input ids [B, T].</summary>
     public override Tensor forward(Tensor inputIds) => text_model.forward(ClipTextPooling.CheckIds(inputIds, Config));
 
     /// <summary>All outputs for input ids [B, T] (Int64). No attention mask is applied beyond CLIP's causal mask, as SD pipelines call it.</summary>
-    public ClipTextOutput Encode(Tensor inputIds, bool outputHiddenStates = false)
-    {
-        ClipTextPooling.CheckIds(inputIds, Config);
-        using var scope = NewDisposeScope();
-        var states = outputHiddenStates ? new List<Tensor>() : null;
-        var last = text_model.Run(inputIds, states);
-        var pooled = ClipTextPooling.Pool(last, inputIds, Config);
-        return new ClipTextOutput(last, pooled, null, (IReadOnlyList<Tensor>?)states ?? []).MoveToOuterDisposeScope();
-    }
+    public ClipTextOutput Encode(Tensor inputIds, bool outputHiddenStates = false) =>
+        ClipTextPooling.Encode(text_model, null, inputIds, Config, outputHiddenStates);
 
     /// <summary>Applies the final LayerNorm to a hidden state (diffusers' <c>clip_skip</c> / LDM "penultimate" convention).</summary>
     public Tensor ApplyFinalLayerNorm(Tensor hidden) => text_model.FinalLayerNorm.forward(hidden);
@@ -149,24 +117,8 @@ public sealed class CLIPTextModelWithProjection : nn.Module<Tensor, Tensor>
     public static CLIPTextModelWithProjection FromPretrained(string directory, ScalarType? dtype = null, Device? device = null)
     {
         var config = ClipTextConfig.FromFile(Path.Combine(directory, "config.json"));
-        var model = new CLIPTextModelWithProjection(config, device, dtype ?? ScalarType.Float32);
-        string file = ClipCheckpoint.FindWeights(directory);
-        var weights = ClipCheckpoint.ReadStateDict(file);
-        try
-        {
-            ClipCheckpoint.Load(model, weights, k => ClipTextPooling.IgnoredByTextTower(k, keepProjection: true), file);
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
-        finally
-        {
-            foreach (var t in weights.Values) t.Dispose();
-        }
-        model.eval();
-        return model;
+        return ClipCheckpoint.LoadPretrained(directory, () => new CLIPTextModelWithProjection(config, device, dtype ?? ScalarType.Float32),
+            k => ClipTextPooling.IgnoredByTextTower(k, keepProjection: true));
     }
 
     /// <summary>Projected text embeddings [B, P] (not normalised) for input ids [B, T].</summary>
@@ -177,16 +129,8 @@ public sealed class CLIPTextModelWithProjection : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>All outputs, including <see cref="ClipTextOutput.TextEmbeds"/>.</summary>
-    public ClipTextOutput Encode(Tensor inputIds, bool outputHiddenStates = false)
-    {
-        ClipTextPooling.CheckIds(inputIds, Config);
-        using var scope = NewDisposeScope();
-        var states = outputHiddenStates ? new List<Tensor>() : null;
-        var last = text_model.Run(inputIds, states);
-        var pooled = ClipTextPooling.Pool(last, inputIds, Config);
-        var embeds = text_projection.forward(pooled);
-        return new ClipTextOutput(last, pooled, embeds, (IReadOnlyList<Tensor>?)states ?? []).MoveToOuterDisposeScope();
-    }
+    public ClipTextOutput Encode(Tensor inputIds, bool outputHiddenStates = false) =>
+        ClipTextPooling.Encode(text_model, text_projection, inputIds, Config, outputHiddenStates);
 }
 
 internal static class ClipTextPooling
@@ -202,6 +146,21 @@ internal static class ClipTextPooling
         return ids;
     }
 
+    /// <summary>
+    /// The text towers' shared <c>Encode</c>: checks the ids, runs the tower, pools at the end token and, when
+    /// <paramref name="projection"/> is given, projects the pooled state into <see cref="ClipTextOutput.TextEmbeds"/>.
+    /// </summary>
+    public static ClipTextOutput Encode(ClipTextTransformer tower, Linear? projection, Tensor inputIds, ClipTextConfig c, bool outputHiddenStates)
+    {
+        CheckIds(inputIds, c);
+        using var scope = NewDisposeScope();
+        var states = outputHiddenStates ? new List<Tensor>() : null;
+        var last = tower.Run(inputIds, states);
+        var pooled = Pool(last, inputIds, c);
+        var embeds = projection?.forward(pooled);
+        return new ClipTextOutput(last, pooled, embeds, (IReadOnlyList<Tensor>?)states ?? []).MoveToOuterDisposeScope();
+    }
+
     /// <summary>Hidden state at the end token: argmax(ids) for the legacy eos id 2 (as transformers), else the first eos.</summary>
     public static Tensor Pool(Tensor last, Tensor ids, ClipTextConfig c)
     {
@@ -215,7 +174,6 @@ internal static class ClipTextPooling
     }
 
     public static bool IgnoredByTextTower(string key, bool keepProjection) =>
-        key.EndsWith("position_ids", StringComparison.Ordinal) || key == "logit_scale" ||
-        key.StartsWith("vision_model.", StringComparison.Ordinal) || key.StartsWith("visual_projection.", StringComparison.Ordinal) ||
+        ClipCheckpoint.IgnoredByTower(key, "vision_model.", "visual_projection.") ||
         (!keepProjection && key.StartsWith("text_projection.", StringComparison.Ordinal));
 }

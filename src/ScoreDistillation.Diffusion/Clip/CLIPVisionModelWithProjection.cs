@@ -36,23 +36,12 @@ public sealed class ClipVisionOutput : IDisposable
     /// <summary>Moves every tensor to the enclosing dispose scope.</summary>
     public ClipVisionOutput MoveToOuterDisposeScope()
     {
-        ImageEmbeds.MoveToOuterDisposeScope();
-        PoolerOutput.MoveToOuterDisposeScope();
-        LastHiddenState.MoveToOuterDisposeScope();
-        Embeddings?.MoveToOuterDisposeScope();
-        foreach (var h in HiddenStates) h.MoveToOuterDisposeScope();
+        ClipOutputTensors.MoveToOuterDisposeScope([ImageEmbeds, PoolerOutput, LastHiddenState, Embeddings], HiddenStates);
         return this;
     }
 
     /// <inheritdoc />
-    public void Dispose()
-    {
-        ImageEmbeds.Dispose();
-        PoolerOutput.Dispose();
-        LastHiddenState.Dispose();
-        Embeddings?.Dispose();
-        foreach (var h in HiddenStates) h.Dispose();
-    }
+    public void Dispose() => ClipOutputTensors.Dispose([ImageEmbeds, PoolerOutput, LastHiddenState, Embeddings], HiddenStates);
 }
 
 /// <summary>
@@ -86,26 +75,8 @@ public sealed class CLIPVisionModelWithProjection : nn.Module<Tensor, Tensor>
     public static CLIPVisionModelWithProjection FromPretrained(string directory, ScalarType? dtype = null, Device? device = null)
     {
         var config = ClipVisionConfig.FromFile(Path.Combine(directory, "config.json"));
-        var model = new CLIPVisionModelWithProjection(config, device, dtype ?? ScalarType.Float32);
-        string file = ClipCheckpoint.FindWeights(directory);
-        var weights = ClipCheckpoint.ReadStateDict(file);
-        try
-        {
-            ClipCheckpoint.Load(model, weights, k =>
-                k.EndsWith("position_ids", StringComparison.Ordinal) || k == "logit_scale" ||
-                k.StartsWith("text_model.", StringComparison.Ordinal) || k.StartsWith("text_projection.", StringComparison.Ordinal), file);
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
-        finally
-        {
-            foreach (var t in weights.Values) t.Dispose();
-        }
-        model.eval();
-        return model;
+        return ClipCheckpoint.LoadPretrained(directory, () => new CLIPVisionModelWithProjection(config, device, dtype ?? ScalarType.Float32),
+            k => ClipCheckpoint.IgnoredByTower(k, "text_model.", "text_projection."));
     }
 
     /// <summary>Projected image embeddings [B, P] (not normalised) for CLIP-normalised pixels [B, C, S, S].</summary>

@@ -68,6 +68,44 @@ internal static class ClipCheckpoint
     }
 
     /// <summary>
+    /// The <c>FromPretrained</c> steps shared by the CLIP towers: finds and reads the weights of <paramref name="directory"/>,
+    /// loads them strictly into the module <paramref name="create"/> builds (skipping keys <paramref name="ignore"/> accepts)
+    /// and returns it in eval mode. The module is disposed if loading fails; the read tensors are always disposed.
+    /// </summary>
+    public static T LoadPretrained<T>(string directory, Func<T> create, Func<string, bool> ignore) where T : nn.Module
+    {
+        string file = FindWeights(directory);
+        var model = create();
+        try
+        {
+            var weights = ReadStateDict(file);
+            try
+            {
+                Load(model, weights, ignore, file);
+            }
+            finally
+            {
+                foreach (var t in weights.Values) t.Dispose();
+            }
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        model.eval();
+        return model;
+    }
+
+    /// <summary>
+    /// Keys a single tower skips in a full <c>CLIPModel</c> checkpoint: the <c>position_ids</c> buffers, <c>logit_scale</c>
+    /// and the other tower and its projection (named by their key prefixes).
+    /// </summary>
+    public static bool IgnoredByTower(string key, string otherTowerPrefix, string otherProjectionPrefix) =>
+        key.EndsWith("position_ids", StringComparison.Ordinal) || key == "logit_scale" ||
+        key.StartsWith(otherTowerPrefix, StringComparison.Ordinal) || key.StartsWith(otherProjectionPrefix, StringComparison.Ordinal);
+
+    /// <summary>
     /// Copies <paramref name="weights"/> into <paramref name="module"/> under no-grad. Keys for which <paramref name="ignore"/>
     /// returns true are skipped. Any missing key, unexpected key or shape mismatch throws, naming them all.
     /// </summary>
@@ -95,5 +133,23 @@ internal static class ClipCheckpoint
             foreach (var (key, dst) in target)
                 dst.copy_(weights[key]);
         }
+    }
+}
+
+/// <summary>The shared bodies of <see cref="ClipTextOutput"/> and <see cref="ClipVisionOutput"/>'s scope handling.</summary>
+internal static class ClipOutputTensors
+{
+    /// <summary>Moves every non-null tensor of <paramref name="single"/> and all of <paramref name="hidden"/> to the enclosing scope.</summary>
+    public static void MoveToOuterDisposeScope(ReadOnlySpan<Tensor?> single, IReadOnlyList<Tensor> hidden)
+    {
+        foreach (var t in single) t?.MoveToOuterDisposeScope();
+        foreach (var h in hidden) h.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Disposes every non-null tensor of <paramref name="single"/> and all of <paramref name="hidden"/>.</summary>
+    public static void Dispose(ReadOnlySpan<Tensor?> single, IReadOnlyList<Tensor> hidden)
+    {
+        foreach (var t in single) t?.Dispose();
+        foreach (var h in hidden) h.Dispose();
     }
 }

@@ -127,18 +127,16 @@ internal sealed class ClipEncoder : Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public int Count => layers.Count;
+    public override Tensor forward(Tensor x) => Run(x, null);
 
-    public override Tensor forward(Tensor x) => Run(x, null, layers.Count);
-
-    /// <summary>Runs the first <paramref name="upTo"/> layers; when <paramref name="states"/> is given it receives the input and every layer output.</summary>
-    public Tensor Run(Tensor x, List<Tensor>? states, int upTo)
+    /// <summary>Runs every layer; when <paramref name="states"/> is given it receives the input and every layer output.</summary>
+    public Tensor Run(Tensor x, List<Tensor>? states)
     {
         states?.Add(x.alias());
         var h = x.alias();
-        for (int i = 0; i < upTo; i++)
+        foreach (var layer in layers)
         {
-            var next = layers[i].forward(h);
+            var next = layer.forward(h);
             if (states is not null) states.Add(next);
             else h.Dispose();
             h = states is null ? next : next.alias();
@@ -185,18 +183,13 @@ internal sealed class ClipTextTransformer : Module<Tensor, Tensor>
 
     public LayerNorm FinalLayerNorm => final_layer_norm;
 
-    public override Tensor forward(Tensor ids)
-    {
-        using var scope = NewDisposeScope();
-        var h = encoder.Run(embeddings.forward(ids), null, encoder.Count);
-        return final_layer_norm.forward(h).MoveToOuterDisposeScope();
-    }
+    public override Tensor forward(Tensor ids) => Run(ids, null);
 
     /// <summary>Last hidden state (after the final norm) and, if asked, the hidden states (embeddings + every layer output, no final norm).</summary>
     public Tensor Run(Tensor ids, List<Tensor>? states)
     {
         using var scope = NewDisposeScope();
-        var h = encoder.Run(embeddings.forward(ids), states, encoder.Count);
+        var h = encoder.Run(embeddings.forward(ids), states);
         var last = final_layer_norm.forward(h).MoveToOuterDisposeScope();
         if (states is not null) foreach (var s in states) s.MoveToOuterDisposeScope();
         return last;
@@ -262,7 +255,7 @@ internal sealed class ClipVisionTransformer : Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var emb = embeddings.forward(pixels);
         if (rawEmbeddings is not null) rawEmbeddings[0] = emb.alias().MoveToOuterDisposeScope();
-        var last = encoder.Run(pre_layrnorm.forward(emb), states, encoder.Count);
+        var last = encoder.Run(pre_layrnorm.forward(emb), states);
         var pooled = post_layernorm.forward(last[.., 0]);
         if (states is not null) foreach (var s in states) s.MoveToOuterDisposeScope();
         return (last.MoveToOuterDisposeScope(), pooled.MoveToOuterDisposeScope());

@@ -15,7 +15,7 @@ namespace ScoreDistillation.Generators;
 /// </summary>
 public sealed class Conv3DNet : I3DGenerator
 {
-    private readonly Conv3DNetModule module;
+    private readonly SdfGeometryModule<StyleGan3DGenerator> module;
 
     /// <summary>Builds the network.</summary>
     /// <param name="options">Sizes; <see cref="Conv3DNetOptions.Reference"/> when null.</param>
@@ -26,7 +26,9 @@ public sealed class Conv3DNet : I3DGenerator
     {
         Options = options ?? Conv3DNetOptions.Reference;
         Options.Validate();
-        module = new Conv3DNetModule(Options, device ?? CPU, initGenerator);
+        var dev = device ?? CPU;
+        module = new SdfGeometryModule<StyleGan3DGenerator>("Conv3DNetModule", new StyleGan3DGenerator(Options, dev, initGenerator),
+            Options.FeatureChannels, Options.MlpHidden, Options.MlpHiddenLayers, Options.Radius, dev, initGenerator);
         NoiseGenerator = noiseGenerator ?? new Generator(0, CPU);
     }
 
@@ -109,7 +111,7 @@ public sealed class Conv3DNet : I3DGenerator
 
     /// <summary>Wraps a feature volume [B, FeatureChannels, D, H, W] as a field (the field samples it; it does not copy it).</summary>
     public VoxelSdfField CreateField(Tensor volume) =>
-        new(volume, module.SdfNetwork, module.FeatureNetwork, Options.Radius, Options.SdfBiasRadius, Options.FeatureChannels);
+        new(volume, new SdfFeatureDecoder(module.SdfNetwork, module.FeatureNetwork, Options.SdfBiasRadius), Options.Radius, Options.FeatureChannels);
 
     /// <summary>
     /// Fields of the batch: z = <paramref name="noise"/> [B, ZDim] (drawn from <see cref="NoiseGenerator"/> when null), per-voxel
@@ -153,20 +155,16 @@ public sealed class Conv3DNet : I3DGenerator
 /// </summary>
 public sealed class VoxelSdfField : IRadianceField, IDisposable
 {
-    private readonly nn.Module<Tensor, Tensor> sdfNetwork;
-    private readonly nn.Module<Tensor, Tensor> featureNetwork;
-    private readonly double biasRadius;
+    private readonly SdfFeatureDecoder decoder;
 
-    internal VoxelSdfField(Tensor volume, nn.Module<Tensor, Tensor> sdfNetwork, nn.Module<Tensor, Tensor> featureNetwork, double radius, double biasRadius, int channels)
+    internal VoxelSdfField(Tensor volume, SdfFeatureDecoder decoder, double radius, int channels)
     {
         ArgumentNullException.ThrowIfNull(volume);
         if (volume.dim() != 5 || volume.shape[1] != channels)
             throw new ArgumentException($"Feature volume must be [B, {channels}, D, H, W], got [{string.Join(", ", volume.shape)}].", nameof(volume));
         Volume = volume;
-        this.sdfNetwork = sdfNetwork;
-        this.featureNetwork = featureNetwork;
+        this.decoder = decoder;
         Radius = radius;
-        this.biasRadius = biasRadius;
     }
 
     /// <summary>The feature volume [B, C, D, H, W].</summary>
@@ -193,22 +191,10 @@ public sealed class VoxelSdfField : IRadianceField, IDisposable
     }
 
     /// <inheritdoc />
-    public FieldSample Query(Tensor points)
-    {
-        using var scope = NewDisposeScope();
-        var enc = SampleFeatures(points);
-        var sdf = SdfFieldMath.AddSphereBias(sdfNetwork.call(enc), points, biasRadius);
-        var features = featureNetwork.call(enc);
-        return new FieldSample(sdf.MoveToOuterDisposeScope(), features.MoveToOuterDisposeScope());
-    }
+    public FieldSample Query(Tensor points) => decoder.Query(points, SampleFeatures);
 
     /// <inheritdoc />
-    public Tensor QueryGeometry(Tensor points)
-    {
-        using var scope = NewDisposeScope();
-        var enc = SampleFeatures(points);
-        return SdfFieldMath.AddSphereBias(sdfNetwork.call(enc), points, biasRadius).MoveToOuterDisposeScope();
-    }
+    public Tensor QueryGeometry(Tensor points) => decoder.QueryGeometry(points, SampleFeatures);
 
     /// <summary>
     /// A field with each row repeated <paramref name="times"/> times consecutively (a, a, b, b …), e.g. one field per rendered
@@ -217,7 +203,7 @@ public sealed class VoxelSdfField : IRadianceField, IDisposable
     public VoxelSdfField RepeatInterleave(int times)
     {
         if (times < 1) throw new ArgumentOutOfRangeException(nameof(times), times, "times must be positive.");
-        return new VoxelSdfField(Volume.repeat_interleave(times, 0), sdfNetwork, featureNetwork, Radius, biasRadius, (int)Volume.shape[1]);
+        return new VoxelSdfField(Volume.repeat_interleave(times, 0), decoder, Radius, (int)Volume.shape[1]);
     }
 
     /// <summary>Disposes the feature volume.</summary>

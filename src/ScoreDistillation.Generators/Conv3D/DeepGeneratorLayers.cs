@@ -1,5 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using ScoreDistillation.Rendering;
 using static TorchSharp.torch;
 
 namespace ScoreDistillation.Generators.Conv3D;
@@ -103,6 +104,82 @@ internal sealed class BiasFreeReluMlp : nn.Module<Tensor, Tensor>
         var x = input;
         foreach (var layer in layers) x = layer.call(x);
         return x.MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>
+/// The geometry module of both SDF generators (state dict as upstream <c>geometry.*</c>): the space generator
+/// (<c>space_generator.*</c>: 3DConv-Net's StyleGAN or the Triplane-Transformer), the SDF MLP, the feature MLP and the
+/// bbox buffer. The space generator is built before the MLPs, so a shared init generator draws in upstream order.
+/// </summary>
+internal sealed class SdfGeometryModule<TSpace> : nn.Module where TSpace : nn.Module
+{
+#pragma warning disable IDE1006 // field names are the upstream state-dict keys
+    private TSpace space_generator;
+    private BiasFreeReluMlp sdf_network;
+    private BiasFreeReluMlp feature_network;
+    private Tensor bbox;
+#pragma warning restore IDE1006
+
+    /// <param name="name">Module name.</param>
+    /// <param name="spaceGenerator">The already built space generator (owned from now on).</param>
+    /// <param name="features">Width of the sampled features the MLPs decode.</param>
+    /// <param name="mlpHidden">Hidden width of both MLPs.</param>
+    /// <param name="mlpHiddenLayers">Hidden layers of both MLPs.</param>
+    /// <param name="radius">Half-size of the bounding box.</param>
+    /// <param name="device">Device of the parameters.</param>
+    /// <param name="generator">Random source of the MLP weights.</param>
+    public SdfGeometryModule(string name, TSpace spaceGenerator, int features, int mlpHidden, int mlpHiddenLayers, double radius, Device device, Generator? generator)
+        : base(name)
+    {
+        space_generator = spaceGenerator;
+        sdf_network = new BiasFreeReluMlp(features, mlpHidden, mlpHiddenLayers, 1, device, generator);
+        feature_network = new BiasFreeReluMlp(features, mlpHidden, mlpHiddenLayers, 3, device, generator);
+        float r = (float)radius;
+        bbox = tensor(new[] { -r, -r, -r, r, r, r }, [2, 3], ScalarType.Float32, device).DetachFromDisposeScope();
+        RegisterComponents();
+    }
+
+    public TSpace SpaceGenerator => space_generator;
+
+    public BiasFreeReluMlp SdfNetwork => sdf_network;
+
+    public BiasFreeReluMlp FeatureNetwork => feature_network;
+}
+
+/// <summary>
+/// The decoding both SDF fields share: the SDF MLP plus the sphere bias (geometry) and the feature MLP (raw colour
+/// features), applied to what the field's own sampler returns. Holds no tensors, so repeated fields share one.
+/// </summary>
+internal sealed class SdfFeatureDecoder
+{
+    private readonly nn.Module<Tensor, Tensor> sdfNetwork;
+    private readonly nn.Module<Tensor, Tensor> featureNetwork;
+    private readonly double biasRadius;
+
+    public SdfFeatureDecoder(nn.Module<Tensor, Tensor> sdfNetwork, nn.Module<Tensor, Tensor> featureNetwork, double biasRadius)
+    {
+        this.sdfNetwork = sdfNetwork;
+        this.featureNetwork = featureNetwork;
+        this.biasRadius = biasRadius;
+    }
+
+    /// <summary>SDF with sphere bias and features at world <paramref name="points"/>; <paramref name="sampleFeatures"/> checks them.</summary>
+    public FieldSample Query(Tensor points, Func<Tensor, Tensor> sampleFeatures)
+    {
+        using var scope = NewDisposeScope();
+        var enc = sampleFeatures(points);
+        var sdf = SdfFieldMath.AddSphereBias(sdfNetwork.call(enc), points, biasRadius);
+        var features = featureNetwork.call(enc);
+        return new FieldSample(sdf.MoveToOuterDisposeScope(), features.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>SDF with sphere bias only (the feature MLP is skipped).</summary>
+    public Tensor QueryGeometry(Tensor points, Func<Tensor, Tensor> sampleFeatures)
+    {
+        using var scope = NewDisposeScope();
+        var enc = sampleFeatures(points);
+        return SdfFieldMath.AddSphereBias(sdfNetwork.call(enc), points, biasRadius).MoveToOuterDisposeScope();
     }
 }
 

@@ -306,29 +306,4 @@ internal sealed class StyleGan3DGenerator : nn.Module
 
     public MappingNetwork Mapping => mapping;
 }
-
-/// <summary>The geometry module of 3DConv-Net (state dict as upstream <c>geometry.*</c>): generator, SDF MLP, feature MLP, bbox.</summary>
-internal sealed class Conv3DNetModule : nn.Module
-{
-    private StyleGan3DGenerator space_generator;
-    private BiasFreeReluMlp sdf_network;
-    private BiasFreeReluMlp feature_network;
-    private Tensor bbox;
-
-    public Conv3DNetModule(Conv3DNetOptions o, Device device, Generator? generator) : base(nameof(Conv3DNetModule))
-    {
-        space_generator = new StyleGan3DGenerator(o, device, generator);
-        sdf_network = new BiasFreeReluMlp(o.FeatureChannels, o.MlpHidden, o.MlpHiddenLayers, 1, device, generator);
-        feature_network = new BiasFreeReluMlp(o.FeatureChannels, o.MlpHidden, o.MlpHiddenLayers, 3, device, generator);
-        float r = (float)o.Radius;
-        bbox = tensor(new[] { -r, -r, -r, r, r, r }, [2, 3], ScalarType.Float32, device).DetachFromDisposeScope();
-        RegisterComponents();
-    }
-
-    public StyleGan3DGenerator SpaceGenerator => space_generator;
-
-    public BiasFreeReluMlp SdfNetwork => sdf_network;
-
-    public BiasFreeReluMlp FeatureNetwork => feature_network;
-}
 #pragma warning restore IDE1006

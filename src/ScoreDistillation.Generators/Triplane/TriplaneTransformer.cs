@@ -16,7 +16,7 @@ namespace ScoreDistillation.Generators;
 /// </summary>
 public sealed class TriplaneTransformer : I3DGenerator
 {
-    private readonly TriplaneTransformerModule module;
+    private readonly SdfGeometryModule<TriplaneTransformerNetwork> module;
 
     /// <summary>Builds the network.</summary>
     /// <param name="options">Sizes; <see cref="TriplaneTransformerOptions.Reference"/> when null.</param>
@@ -26,7 +26,9 @@ public sealed class TriplaneTransformer : I3DGenerator
     {
         Options = options ?? TriplaneTransformerOptions.Reference;
         Options.Validate();
-        module = new TriplaneTransformerModule(Options, device ?? CPU, initGenerator);
+        var dev = device ?? CPU;
+        module = new SdfGeometryModule<TriplaneTransformerNetwork>("TriplaneTransformerModule", new TriplaneTransformerNetwork(Options, dev, initGenerator),
+            3 * Options.PlaneChannels, Options.MlpHidden, Options.MlpHiddenLayers, Options.Radius, dev, initGenerator);
     }
 
     /// <summary>The configuration.</summary>
@@ -57,7 +59,7 @@ public sealed class TriplaneTransformer : I3DGenerator
 
     /// <summary>Wraps triplanes [B, 3, C, H, W] as a field (the field samples them; it does not copy them).</summary>
     public TriplaneSdfField CreateField(Tensor planes) =>
-        new(planes, module.SdfNetwork, module.FeatureNetwork, Options.Radius, Options.SdfBiasRadius, Options.PlaneChannels);
+        new(planes, new SdfFeatureDecoder(module.SdfNetwork, module.FeatureNetwork, Options.SdfBiasRadius), Options.Radius, Options.PlaneChannels);
 
     /// <summary>Fields of the batch from <see cref="TextConditioning.Tokens"/>. The generator takes no noise; <paramref name="noise"/> is ignored.</summary>
     public IRadianceField Generate(TextConditioning text, Tensor? noise = null)
@@ -78,20 +80,16 @@ public sealed class TriplaneTransformer : I3DGenerator
 /// </summary>
 public sealed class TriplaneSdfField : IRadianceField, IDisposable
 {
-    private readonly nn.Module<Tensor, Tensor> sdfNetwork;
-    private readonly nn.Module<Tensor, Tensor> featureNetwork;
-    private readonly double biasRadius;
+    private readonly SdfFeatureDecoder decoder;
 
-    internal TriplaneSdfField(Tensor planes, nn.Module<Tensor, Tensor> sdfNetwork, nn.Module<Tensor, Tensor> featureNetwork, double radius, double biasRadius, int channels)
+    internal TriplaneSdfField(Tensor planes, SdfFeatureDecoder decoder, double radius, int channels)
     {
         ArgumentNullException.ThrowIfNull(planes);
         if (planes.dim() != 5 || planes.shape[1] != 3 || planes.shape[2] != channels)
             throw new ArgumentException($"Triplanes must be [B, 3, {channels}, H, W], got [{string.Join(", ", planes.shape)}].", nameof(planes));
         Planes = planes;
-        this.sdfNetwork = sdfNetwork;
-        this.featureNetwork = featureNetwork;
+        this.decoder = decoder;
         Radius = radius;
-        this.biasRadius = biasRadius;
     }
 
     /// <summary>The planes [B, 3, C, H, W].</summary>
@@ -126,22 +124,10 @@ public sealed class TriplaneSdfField : IRadianceField, IDisposable
     }
 
     /// <inheritdoc />
-    public FieldSample Query(Tensor points)
-    {
-        using var scope = NewDisposeScope();
-        var enc = SampleFeatures(points);
-        var sdf = SdfFieldMath.AddSphereBias(sdfNetwork.call(enc), points, biasRadius);
-        var features = featureNetwork.call(enc);
-        return new FieldSample(sdf.MoveToOuterDisposeScope(), features.MoveToOuterDisposeScope());
-    }
+    public FieldSample Query(Tensor points) => decoder.Query(points, SampleFeatures);
 
     /// <inheritdoc />
-    public Tensor QueryGeometry(Tensor points)
-    {
-        using var scope = NewDisposeScope();
-        var enc = SampleFeatures(points);
-        return SdfFieldMath.AddSphereBias(sdfNetwork.call(enc), points, biasRadius).MoveToOuterDisposeScope();
-    }
+    public Tensor QueryGeometry(Tensor points) => decoder.QueryGeometry(points, SampleFeatures);
 
     /// <summary>
     /// A field with each row repeated <paramref name="times"/> times consecutively (a, a, b, b …), e.g. the 4 views per prompt
@@ -150,7 +136,7 @@ public sealed class TriplaneSdfField : IRadianceField, IDisposable
     public TriplaneSdfField RepeatInterleave(int times)
     {
         if (times < 1) throw new ArgumentOutOfRangeException(nameof(times), times, "times must be positive.");
-        return new TriplaneSdfField(Planes.repeat_interleave(times, 0), sdfNetwork, featureNetwork, Radius, biasRadius, (int)Planes.shape[2]);
+        return new TriplaneSdfField(Planes.repeat_interleave(times, 0), decoder, Radius, (int)Planes.shape[2]);
     }
 
     /// <summary>Disposes the planes.</summary>

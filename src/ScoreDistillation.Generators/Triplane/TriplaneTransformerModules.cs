@@ -189,29 +189,4 @@ internal sealed class TriplaneTransformerNetwork : nn.Module<Tensor, Tensor>
         return x.MoveToOuterDisposeScope();
     }
 }
-
-/// <summary>Geometry module of the Triplane-Transformer (upstream <c>geometry.*</c> keys): generator, SDF MLP, feature MLP, bbox.</summary>
-internal sealed class TriplaneTransformerModule : nn.Module
-{
-    private TriplaneTransformerNetwork space_generator;
-    private BiasFreeReluMlp sdf_network;
-    private BiasFreeReluMlp feature_network;
-    private Tensor bbox;
-
-    public TriplaneTransformerModule(TriplaneTransformerOptions o, Device device, Generator? generator) : base(nameof(TriplaneTransformerModule))
-    {
-        space_generator = new TriplaneTransformerNetwork(o, device, generator);
-        sdf_network = new BiasFreeReluMlp(3 * o.PlaneChannels, o.MlpHidden, o.MlpHiddenLayers, 1, device, generator);
-        feature_network = new BiasFreeReluMlp(3 * o.PlaneChannels, o.MlpHidden, o.MlpHiddenLayers, 3, device, generator);
-        float r = (float)o.Radius;
-        bbox = tensor(new[] { -r, -r, -r, r, r, r }, [2, 3], ScalarType.Float32, device).DetachFromDisposeScope();
-        RegisterComponents();
-    }
-
-    public TriplaneTransformerNetwork SpaceGenerator => space_generator;
-
-    public BiasFreeReluMlp SdfNetwork => sdf_network;
-
-    public BiasFreeReluMlp FeatureNetwork => feature_network;
-}
 #pragma warning restore IDE1006

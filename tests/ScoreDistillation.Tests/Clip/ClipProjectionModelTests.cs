@@ -41,20 +41,15 @@ public class ClipProjectionModelTests
         var (weights, data) = ClipTestFolders.Split(TestVectors.LoadSafetensors("clip-eval", "clip_text_proj_tiny.safetensors"));
         var (vweights, _) = ClipTestFolders.Split(TestVectors.LoadSafetensors("clip-eval", "clip_vision_tiny.safetensors"));
         // A CLIPModel-style folder: both towers, logit_scale, legacy position_ids, nested text_config / vision_config.
-        var all = new Dictionary<string, Tensor>(weights);
-        foreach (var kv in vweights) all[kv.Key] = kv.Value;
-        all["logit_scale"] = tensor(4.6052f);
-        all["text_model.embeddings.position_ids"] = arange(77, ScalarType.Int64).unsqueeze(0);
-        all["vision_model.embeddings.position_ids"] = arange(17, ScalarType.Int64).unsqueeze(0);
-        string dir = Directory.CreateTempSubdirectory("clipfull").FullName;
+        var extra = new Dictionary<string, Tensor>
+        {
+            ["logit_scale"] = tensor(4.6052f),
+            ["text_model.embeddings.position_ids"] = arange(77, ScalarType.Int64).unsqueeze(0),
+            ["vision_model.embeddings.position_ids"] = arange(17, ScalarType.Int64).unsqueeze(0),
+        };
+        string dir = ClipTestFolders.CreateFullClip("clipfull", weights, vweights, extra, "\"projection_dim\": 16, ");
         try
         {
-            using (var t = TestVectors.LoadJson("clip-eval", "clip_text_proj_tiny.json"))
-            using (var v = TestVectors.LoadJson("clip-eval", "clip_vision_tiny.json"))
-                File.WriteAllText(Path.Combine(dir, "config.json"),
-                    $"{{\"projection_dim\": 16, \"text_config\": {t.RootElement.GetProperty("config").GetRawText()}, \"vision_config\": {v.RootElement.GetProperty("config").GetRawText()}}}");
-            ClipTestFolders.WriteSafetensors(Path.Combine(dir, "model.safetensors"), all);
-
             using var model = CLIPTextModelWithProjection.FromPretrained(dir);
             var ids = data["__input__.input_ids"];
             using var o = model.Encode(ids, outputHiddenStates: true);
@@ -135,16 +130,9 @@ public class ClipEmbedderTests
         using var scope = NewDisposeScope();
         var (tw, tdata) = ClipTestFolders.Split(TestVectors.LoadSafetensors("clip-eval", "clip_text_proj_tiny.safetensors"));
         var (vw, vdata) = ClipTestFolders.Split(TestVectors.LoadSafetensors("clip-eval", "clip_vision_tiny.safetensors"));
-        var all = new Dictionary<string, Tensor>(tw);
-        foreach (var kv in vw) all[kv.Key] = kv.Value;
-        string dir = Directory.CreateTempSubdirectory("clipemb").FullName;
+        string dir = ClipTestFolders.CreateFullClip("clipemb", tw, vw);
         try
         {
-            using (var t = TestVectors.LoadJson("clip-eval", "clip_text_proj_tiny.json"))
-            using (var v = TestVectors.LoadJson("clip-eval", "clip_vision_tiny.json"))
-                File.WriteAllText(Path.Combine(dir, "config.json"),
-                    $"{{\"text_config\": {t.RootElement.GetProperty("config").GetRawText()}, \"vision_config\": {v.RootElement.GetProperty("config").GetRawText()}}}");
-            ClipTestFolders.WriteSafetensors(Path.Combine(dir, "model.safetensors"), all);
             File.Copy(TestVectors.PathOf("clip", "vocab.json"), Path.Combine(dir, "vocab.json"));
             File.Copy(TestVectors.PathOf("clip", "merges.txt"), Path.Combine(dir, "merges.txt"));
 

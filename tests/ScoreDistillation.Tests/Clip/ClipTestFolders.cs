@@ -32,8 +32,31 @@ internal static class ClipTestFolders
         Safetensors.SaveStateDict(stream, weights.ToDictionary(kv => kv.Key, kv => kv.Value));
     }
 
-    public static void Dispose(IEnumerable<Tensor> tensors)
+    /// <summary>
+    /// A temporary <c>CLIPModel</c>-style folder: config.json with the tiny clip-eval text and vision configs as
+    /// <c>text_config</c> / <c>vision_config</c> (after <paramref name="extraConfig"/>, e.g. <c>"projection_dim": 16, </c>),
+    /// and model.safetensors holding the text tower's then the vision tower's weights.
+    /// </summary>
+    public static string CreateFullClip(string prefix, IReadOnlyDictionary<string, Tensor> textWeights, IReadOnlyDictionary<string, Tensor> visionWeights,
+        IReadOnlyDictionary<string, Tensor>? extraWeights = null, string extraConfig = "")
     {
-        foreach (var t in tensors) t.Dispose();
+        var all = new Dictionary<string, Tensor>(textWeights);
+        foreach (var kv in visionWeights) all[kv.Key] = kv.Value;
+        if (extraWeights is not null) foreach (var kv in extraWeights) all[kv.Key] = kv.Value;
+        string dir = Directory.CreateTempSubdirectory(prefix).FullName;
+        try
+        {
+            using (var t = TestVectors.LoadJson("clip-eval", "clip_text_proj_tiny.json"))
+            using (var v = TestVectors.LoadJson("clip-eval", "clip_vision_tiny.json"))
+                File.WriteAllText(Path.Combine(dir, "config.json"),
+                    $"{{{extraConfig}\"text_config\": {t.RootElement.GetProperty("config").GetRawText()}, \"vision_config\": {v.RootElement.GetProperty("config").GetRawText()}}}");
+            WriteSafetensors(Path.Combine(dir, "model.safetensors"), all);
+            return dir;
+        }
+        catch
+        {
+            Directory.Delete(dir, true);
+            throw;
+        }
     }
 }

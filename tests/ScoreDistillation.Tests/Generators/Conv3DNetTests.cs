@@ -182,14 +182,8 @@ public sealed class Conv3DNetTests
     public void Query_AddsSphereBias()
     {
         using var net = Reduced();
-        using (no_grad())
-            foreach (var (name, p) in net.Module.named_parameters())
-                if (name.StartsWith("sdf_network", StringComparison.Ordinal)) p.zero_();
         using var text = Text(1, 32, 5);
-        using var scope = NewDisposeScope();
-        var field = net.Generate(text);
-        var points = rand([1, 20, 3]) * 4 - 2;
-        TensorAssert.Close(field.QueryGeometry(points), points.norm(-1, true) - 0.8, 1e-6, 1e-6);
+        SdfGeneratorChecks.QueryAddsSphereBias(net, text, 0.8);
     }
 
     [Fact]
@@ -197,18 +191,7 @@ public sealed class Conv3DNetTests
     {
         using var net = Reduced();
         using var text = Text(2, 32, 11);
-        using var scope = NewDisposeScope();
-        var field = net.Generate(text);
-        var s = field.Query(rand([2, 200, 3], generator: new Generator(4, CPU)) * 3 - 1.5);
-        (s.Geometry.square().sum() + s.Features.square().sum()).backward();
-        var names = new List<string>();
-        foreach (var (name, p) in net.Module.named_parameters())
-        {
-            p.grad.Should().NotBeNull(name);
-            TensorAssert.AllFinite(p.grad!, name);
-            if (p.grad!.abs().sum().item<float>() == 0) names.Add(name);
-        }
-        names.Should().BeEmpty("every parameter receives a gradient");
+        SdfGeneratorChecks.BackwardReachesEveryParameter(net, text);
         net.ParameterGroups["generator"].Count.Should().Be(net.Module.parameters().Count());
     }
 
@@ -217,18 +200,7 @@ public sealed class Conv3DNetTests
     {
         using var net = Reduced();
         using var text = Text(1, 32, 11);
-        var counts = new List<long>();
-        for (int step = 0; step < 3; step++)
-        {
-            using (var scope = NewDisposeScope())
-            {
-                net.Module.zero_grad();
-                var s = net.Generate(text).Query(rand([1, 64, 3]) * 4 - 2);
-                (s.Geometry.sum() + s.Features.sum()).backward();
-            }
-            counts.Add(LiveTensors.Count);
-        }
-        counts.Distinct().Should().HaveCount(1, $"live tensors per step: {string.Join(", ", counts)}");
+        SdfGeneratorChecks.TrainingStepsKeepLiveTensorCountFlat(net, text);
     }
 
     [Fact]
@@ -236,35 +208,7 @@ public sealed class Conv3DNetTests
     {
         using var net = Reduced();
         using var text = Text(1, 32, 13);
-        // Fewer samples per ray than the reference (13 instead of 193) keep the CPU test fast; the code path is the same.
-        var renderer = new VolumeRenderer(new VolumeRendererOptions { ProposalSamples = 8, ImportanceSamples = 4 });
-        using var cams = Cameras.Orbit(1, elevationDeg: 15, distance: 1.5, fovYDeg: 60);
-        var jitter = new Generator(3, CPU);
-        var counts = new List<long>();
-        for (int step = 0; step < 2; step++)
-        {
-            using (var scope = NewDisposeScope())
-            {
-                net.Module.zero_grad();
-                var field = net.Generate(text);
-                using var render = renderer.Render(field, cams, 64, 64, new SolidColorBackground(), null, jitter);
-                render.Rgb.shape.Should().Equal(1, 3, 64, 64);
-                TensorAssert.AllFinite(render.Rgb);
-                render.Opacity.max().item<float>().Should().BeGreaterThan(0.5f, "the sphere-biased SDF is visible");
-                var eikonal = (render.SampleGradients!.norm(-1) - 1).square().mean();
-                (render.Rgb.mean() + 0.1 * eikonal).backward();
-                double total = 0;
-                foreach (var (name, p) in net.Module.named_parameters())
-                {
-                    p.grad.Should().NotBeNull(name);
-                    TensorAssert.AllFinite(p.grad!, name);
-                    total += p.grad!.square().sum().item<float>();
-                }
-                total.Should().BeGreaterThan(0);
-            }
-            counts.Add(LiveTensors.Count);
-        }
-        counts.Distinct().Should().HaveCount(1, $"live tensors after each step: {string.Join(", ", counts)}");
+        SdfGeneratorChecks.RenderForwardBackward64x64(net, text);
     }
 
     [Fact]
