@@ -37,10 +37,35 @@ static class Recipes
     public const double DefaultDensityThreshold = 10.0;
     public const int ImageSize = 32;
 
-    public static BuiltInPriorOptions BuiltInPrior(Device device) => new()
+    /// <summary>
+    /// The built-in prior of the sample. The unconditional distribution is a small slice of the world (the plain prompts
+    /// that share a colour or a shape with the prompts being trained, at most 12) so that its reference views render in
+    /// seconds on a small CPU instead of the whole world's 90 × 4 views.
+    /// </summary>
+    public static BuiltInPriorOptions BuiltInPrior(Device device, IReadOnlyList<string> prompts) => new()
     {
-        References = new ReferenceLibraryOptions { ImageSize = ImageSize, Device = device },
+        References = new ReferenceLibraryOptions
+        {
+            ImageSize = ImageSize,
+            Device = device,
+            ViewsPerPrompt = 16,
+            UnconditionalPrompts = UnconditionalSlice(prompts),
+            UnconditionalViewsPerPrompt = 2,
+            // Rendered once per machine, then read from disk.
+            CacheDirectory = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create), "ScoreDistillation", "builtin-references"),
+        },
     };
+
+    static IReadOnlyList<string>? UnconditionalSlice(IReadOnlyList<string> prompts)
+    {
+        var known = prompts.Where(p => WorldObject.TryParse(p, out _)).Select(p => WorldObject.Parse(p)).ToArray();
+        if (known.Length == 0) return null;
+        var all = WorldVocabulary.AllPlainPrompts().Select(p => WorldObject.Parse(p)).ToArray();
+        var slice = known.Select(o => o.Prompt)
+            .Concat(all.Where(a => known.Any(k => k.Colour == a.Colour || k.Shape == a.Shape)).Select(a => a.Prompt))
+            .Distinct().Take(Math.Max(12, known.Length)).ToArray();
+        return slice;
+    }
 
     public static Recipe For(string generator, bool amortized, int? steps, long seed, Device device)
     {

@@ -43,7 +43,7 @@ sealed class Session : IDisposable
         if (amortized && gen == "ingp")
             throw new CliException("--generator ingp is prompt-specific (it ignores the text); amortized training needs hyper-ingp.");
 
-        Prior = CreatePrior(settings.Prior, Device);
+        Prior = CreatePrior(settings.Prior, Device, library.Train.Concat(library.Test).Distinct().ToArray());
         _owned.Add(Prior);
         var recipe = Recipes.For(gen, amortized, settings.Steps, settings.Seed, Device);
         Recipe = recipe;
@@ -183,9 +183,9 @@ sealed class Session : IDisposable
     /// <summary>Writes everything a person wants to see after a one-prompt run and returns the metrics.</summary>
     public Dictionary<string, object?> Finish(string prompt, TimeSpan elapsed)
     {
-        WriteTurntable(prompt, Directory, 24, 128);
+        WriteTurntable(prompt, Directory, 12, 64);
         int triangles = 0;
-        try { triangles = WriteMesh(prompt, Directory, 128).TriangleCount; }
+        try { triangles = WriteMesh(prompt, Directory, 64).TriangleCount; }
         catch (InvalidOperationException e) { AnsiConsole.MarkupLineInterpolated($"[yellow]{e.Message}[/]"); }
         var metrics = new Dictionary<string, object?>
         {
@@ -262,7 +262,7 @@ sealed class Session : IDisposable
         throw new CliException($"--device '{device}' is unknown; use cpu or cuda[:index].");
     }
 
-    static IDiffusionPrior CreatePrior(PriorChoice choice, Device device)
+    static IDiffusionPrior CreatePrior(PriorChoice choice, Device device, IReadOnlyList<string> prompts)
     {
         if (choice.Model is not null && choice.MvDream is not null) throw new CliException("--model and --mvdream are exclusive: pick one prior.");
         if (choice.Model is not null)
@@ -275,7 +275,7 @@ sealed class Session : IDisposable
             if (!File.Exists(choice.MvDream)) throw new CliException($"--mvdream '{choice.MvDream}': file not found.");
             throw new CliException($"--mvdream: the MVDream prior is not available in this build of sd yet; only the built-in prior works. Omit --mvdream.");
         }
-        return new BuiltInPrior(Recipes.BuiltInPrior(device));
+        return new BuiltInPrior(Recipes.BuiltInPrior(device, prompts));
     }
 
     static IScoreDistiller CreateDistiller(string name, IDiffusionPrior prior, long seed, Recipe recipe)
