@@ -124,6 +124,8 @@ static class Commands
             foreach (var p in r.GetValue(prompt)!)
             {
                 var dir = Path.Combine(r.GetValue(outDir)!, Slug(p));
+                if (session.Prior is Diffusion.BuiltIn.BuiltInPrior b)
+                    foreach (var (k, v) in Session.Evaluate(session.Trainer, b, new[] { p }, null)) AnsiConsole.MarkupLineInterpolated($"  {k}: {Format(v)}");
                 var mesh = session.WriteMesh(p, dir, r.GetValue(res));
                 AnsiConsole.MarkupLineInterpolated($"[green]exported[/] {p}: {mesh.TriangleCount} triangles → {Path.Combine(dir, "mesh.glb")}");
             }

@@ -34,7 +34,8 @@ sealed record Recipe
 /// <summary>The CPU recipes of the sample.</summary>
 static class Recipes
 {
-    public const double DefaultDensityThreshold = 10.0;
+    public static double DefaultDensityThreshold { get; } =
+        double.TryParse(Environment.GetEnvironmentVariable("SD_DENSITY_THRESHOLD"), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var t) ? t : 5.0;
     public const int ImageSize = 32;
 
     /// <summary>
