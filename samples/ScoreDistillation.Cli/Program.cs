@@ -1,0 +1,4 @@
+using System.CommandLine;
+using ScoreDistillation.Cli;
+
+return SdApp.Run(args);

@@ -1,0 +1,139 @@
+using ScoreDistillation.Diffusion.BuiltIn;
+using ScoreDistillation.Distillers;
+using ScoreDistillation.Generators;
+using ScoreDistillation.Priors;
+using ScoreDistillation.Rendering;
+using ScoreDistillation.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace ScoreDistillation.Cli;
+
+/// <summary>Everything a run is built from, chosen for the built-in prior on a small CPU.</summary>
+sealed record Recipe
+{
+    public required Func<int, Generator, I3DGenerator> CreateGenerator { get; init; }
+    public required VolumeRendererOptions Renderer { get; init; }
+    public required TrainerOptions Trainer { get; init; }
+    public SdsOptions Sds { get; init; } = new() { Guidance = new() { GuidanceScale = 7.5, ViewDependent = null } };
+    public CsdOptions Csd { get; init; } = new() { Guidance = new() { ViewDependent = null } };
+    public VsdOptions Vsd { get; init; } = new() { Guidance = new() { ViewDependent = null } };
+    public AsdOptions Asd { get; init; } = new() { Guidance = AsdOptions.Default.Guidance with { ViewDependent = null } };
+    public IsmOptions Ism { get; init; } = new();
+    public double MeshExtent { get; init; } = 1.0;
+    public double DensityThreshold { get; init; } = Recipes.DefaultDensityThreshold;
+
+    public ITrainableNoisePredictor CreateParticle(IDiffusionPrior prior, Generator g)
+    {
+        int textDim;
+        using (var probe = prior.EncodeText(new[] { "" })) textDim = (int)probe.Tokens.shape[2];
+        return new CameraConditionedNoisePredictor(prior.LatentShape, textDim, hidden: 32, seed: (long)g.initial_seed());
+    }
+}
+
+/// <summary>The CPU recipes of the sample.</summary>
+static class Recipes
+{
+    public static double DefaultDensityThreshold { get; } =
+        double.TryParse(Environment.GetEnvironmentVariable("SD_DENSITY_THRESHOLD"), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var t) ? t : 5.0;
+    public const int ImageSize = 32;
+
+    /// <summary>
+    /// The built-in prior of the sample. The unconditional distribution is a small slice of the world (the plain prompts
+    /// that share a colour or a shape with the prompts being trained, at most 12) so that its reference views render in
+    /// seconds on a small CPU instead of the whole world's 90 × 4 views.
+    /// </summary>
+    public static BuiltInPriorOptions BuiltInPrior(Device device, IReadOnlyList<string> prompts) => new()
+    {
+        References = new ReferenceLibraryOptions
+        {
+            ImageSize = ImageSize,
+            Device = device,
+            ViewsPerPrompt = 16,
+            UnconditionalPrompts = UnconditionalSlice(prompts),
+            UnconditionalViewsPerPrompt = 2,
+            // Rendered once per machine, then read from disk.
+            CacheDirectory = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create), "ScoreDistillation", "builtin-references"),
+        },
+    };
+
+    static IReadOnlyList<string>? UnconditionalSlice(IReadOnlyList<string> prompts)
+    {
+        var known = prompts.Where(p => WorldObject.TryParse(p, out _)).Select(p => WorldObject.Parse(p)).ToArray();
+        if (known.Length == 0) return null;
+        var all = WorldVocabulary.AllPlainPrompts().Select(p => WorldObject.Parse(p)).ToArray();
+        var slice = known.Select(o => o.Prompt)
+            .Concat(all.Where(a => known.Any(k => k.Colour == a.Colour || k.Shape == a.Shape)).Select(a => a.Prompt))
+            .Distinct().Take(Math.Max(12, known.Length)).ToArray();
+        return slice;
+    }
+
+    public static Recipe For(string generator, bool amortized, int? steps, long seed, Device device)
+    {
+        var cameras = new CameraSamplerOptions();
+        var renderer = new VolumeRendererOptions
+        {
+            ProposalSamples = 32,
+            ImportanceSamples = 32,
+            Near = 0.1,
+            Far = 2.6,
+            DensityBias = Rendering.DensityBias.None,
+            ComputeNormals = false,
+        };
+        if (generator == "ingp")
+        {
+            var trainer = new TrainerOptions
+            {
+                Steps = steps ?? 600,
+                RenderSize = ImageSize,
+                AdamBetas = (0.9, 0.99),
+                LearningRates = new Dictionary<string, double> { ["generator"] = 1e-2 },
+                SparsityWeight = 1.0,
+                OpaqueWeight = 0.0,
+                EikonalWeight = 0.0,
+                Cameras = cameras,
+                Seed = seed,
+                Device = device,
+                EvaluateEvery = 0,
+            };
+            return new Recipe
+            {
+                CreateGenerator = (_, g) => new InstantNgp(new InstantNgpOptions
+                {
+                    Kind = FieldKind.Density,
+                    Radius = 1.0,
+                    Encoding = new HashGridOptions { Levels = 8, FeaturesPerLevel = 2, Log2TableSize = 15, BaseResolution = 8, PerLevelScale = 1.4 },
+                    Neurons = 32,
+                    DensityBias = Generators.DensityBias.BlobMagic3D,
+                    DensityBlobScale = 10,
+                    DensityBlobStd = 0.5,
+                }, g),
+                Renderer = renderer,
+                Trainer = trainer,
+            };
+        }
+        var hyperTrainer = new TrainerOptions
+        {
+            Steps = steps ?? (amortized ? 2000 : 600),
+            RenderSize = ImageSize,
+            AdamBetas = (0.9, 0.99),
+            SparsityWeight = 1.0,
+            OpaqueWeight = 0.0,
+            EikonalWeight = new StepSchedule(0, 10, 1, 200),
+            Cameras = cameras,
+            Seed = seed,
+            Device = device,
+        };
+        return new Recipe
+        {
+            CreateGenerator = (textDims, g) => new HyperInstantNgp(new HyperInstantNgpOptions
+            {
+                TextDims = textDims,
+                Encoding = new HashGridOptions { Levels = 8, FeaturesPerLevel = 2, Log2TableSize = 15, BaseResolution = 8, PerLevelScale = 1.4 },
+                Background = new TextConditionedHashGridBackgroundOptions { TextDims = textDims, Encoding = new HashGridOptions { Levels = 4, FeaturesPerLevel = 2, Log2TableSize = 12, BaseResolution = 8, PerLevelScale = 1.0 } },
+            }, g),
+            Renderer = renderer with { ComputeNormals = true },
+            Trainer = hyperTrainer,
+        };
+    }
+}
