@@ -104,11 +104,9 @@ static class Recipes
                     Radius = 1.0,
                     Encoding = new HashGridOptions { Levels = 8, FeaturesPerLevel = 2, Log2TableSize = 15, BaseResolution = 8, PerLevelScale = 1.4 },
                     Neurons = 32,
-                    DensityBias = Generators.DensityBias.BlobMagic3D,
-                    DensityBlobScale = 10,
-                    DensityBlobStd = 0.5,
                 }, g),
-                Renderer = renderer,
+                // The Magic3D density blob (scale 10, radius 0.5) is applied by the renderer in NeRF mode.
+                Renderer = renderer with { DensityBias = Rendering.DensityBias.Blob, BlobDensity = 10, BlobRadius = 0.5 },
                 Trainer = trainer,
             };
         }

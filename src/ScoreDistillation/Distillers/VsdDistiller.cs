@@ -114,6 +114,39 @@ public sealed class VsdDistiller : ScoreDistillerBase
         return loss.item<float>();
     }
 
+    /// <summary>ε_φ's AdamW state as named tensors (step, first and second moments per parameter), for checkpoints. The tensors are copies.</summary>
+    public IReadOnlyList<(string Name, Tensor Value)> ParticleOptimizerState()
+    {
+        var state = new List<(string, Tensor)> { ("step", tensor(new[] { _adamStep })) };
+        for (int i = 0; i < _params.Length; i++)
+        {
+            state.Add(($"exp_avg.{i}", _expAvg[i].detach().clone()));
+            state.Add(($"exp_avg_sq.{i}", _expAvgSq[i].detach().clone()));
+        }
+        return state;
+    }
+
+    /// <summary>Restores ε_φ's AdamW state saved by <see cref="ParticleOptimizerState"/>.</summary>
+    /// <exception cref="ArgumentException">A tensor is missing or has another shape (the message names it).</exception>
+    public void LoadParticleOptimizerState(IReadOnlyDictionary<string, Tensor> state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        Tensor Get(string name, long[] shape)
+        {
+            if (!state.TryGetValue(name, out var t)) throw new ArgumentException($"ε_φ optimizer state has no '{name}'.", nameof(state));
+            if (!t.shape.SequenceEqual(shape))
+                throw new ArgumentException($"ε_φ optimizer state '{name}' is [{string.Join(", ", t.shape)}], expected [{string.Join(", ", shape)}].", nameof(state));
+            return t;
+        }
+        using var _ = no_grad();
+        for (int i = 0; i < _params.Length; i++)
+        {
+            _expAvg[i].copy_(Get($"exp_avg.{i}", _expAvg[i].shape));
+            _expAvgSq[i].copy_(Get($"exp_avg_sq.{i}", _expAvgSq[i].shape));
+        }
+        _adamStep = Get("step", new long[] { 1 }).to(ScalarType.Int64).cpu().data<long>()[0];
+    }
+
     /// <summary>torch.optim.AdamW (decoupled weight decay, bias-corrected moments) on ε_φ's parameters.</summary>
     void AdamWStep(IList<Tensor> grads)
     {

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Numerics;
-using System.Reflection;
 using System.Text.Json;
 using ScoreDistillation.Distillers;
 using ScoreDistillation.Generators;
@@ -328,8 +327,7 @@ public sealed class Trainer : IDisposable
         if (Distiller is VsdDistiller vsd)
         {
             ck.Add("particle", vsd.Particle.TrainableParameters.Select((p, i) => ($"{i}", (Tensor)p)));
-            var bytes = ParticleOptimizerState(vsd);
-            if (bytes is not null) { using var t = tensor(bytes); ck.Add("particle_optimizer", new[] { ("state", t) }); }
+            ck.Add("particle_optimizer", vsd.ParticleOptimizerState());
         }
         ck.Metadata["history"] = JsonSerializer.Serialize(_history.Select(h => new[] { h.Step, h.Loss, h.DistillationLoss, h.GradientNorm, h.Seconds }));
         ck.Metadata["train_prompts"] = JsonSerializer.Serialize(Prompts.Train);
@@ -352,7 +350,7 @@ public sealed class Trainer : IDisposable
             using (no_grad())
                 for (int i = 0; i < vsd.Particle.TrainableParameters.Count; i++) vsd.Particle.TrainableParameters[i].copy_(saved[$"{i}"]);
             if (checkpoint.Has("particle_optimizer"))
-                LoadParticleOptimizerState(vsd, checkpoint.Section("particle_optimizer")["state"].data<byte>().ToArray());
+                vsd.LoadParticleOptimizerState(checkpoint.Section("particle_optimizer"));
         }
         Step = (int)checkpoint.Step;
         _history.Clear();
@@ -367,26 +365,6 @@ public sealed class Trainer : IDisposable
         ArgumentNullException.ThrowIfNull(checkpoint);
         checkpoint.LoadModule("generator", Generator3D.Module);
         if (_separateBackground is not null && checkpoint.Has("background")) checkpoint.LoadModule("background", _separateBackground);
-    }
-
-    // VsdDistiller keeps ε_φ's AdamW private; its TorchSharp state is saved through the optimizer's own serialiser.
-    static optim.Optimizer? ParticleOptimizer(VsdDistiller vsd) =>
-        typeof(VsdDistiller).GetField("_optimizer", BindingFlags.NonPublic | BindingFlags.Instance)?.GetValue(vsd) as optim.Optimizer;
-
-    static byte[]? ParticleOptimizerState(VsdDistiller vsd)
-    {
-        if (ParticleOptimizer(vsd) is not OptimizerHelper opt) return null;
-        using var ms = new MemoryStream();
-        using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true)) opt.save_state_dict(w);
-        return ms.ToArray();
-    }
-
-    static void LoadParticleOptimizerState(VsdDistiller vsd, byte[] bytes)
-    {
-        if (ParticleOptimizer(vsd) is not OptimizerHelper opt) return;
-        using var ms = new MemoryStream(bytes);
-        using var r = new BinaryReader(ms);
-        opt.load_state_dict(r);
     }
 
     /// <summary>Disposes the optimizer state, cached embeddings and random stream (not the generator, distiller or renderer).</summary>

@@ -46,7 +46,7 @@ public sealed class TrainerTests : IDisposable
     readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("sd-trainer-");
     public void Dispose() => _dir.Delete(true);
 
-    static (Trainer Trainer, InstantNgp Gen) Build(ToyPixelPrior prior, int steps, string? outDir = null, Distillers.ScoreDistillerBase? distiller = null)
+    static (Trainer Trainer, InstantNgp Gen) Build(ToyPixelPrior prior, int steps, string? outDir = null, ScoreDistillation.Distillers.ScoreDistillerBase? distiller = null)
     {
         using var g = new Generator(3, CPU);
         var gen = new InstantNgp(new InstantNgpOptions
