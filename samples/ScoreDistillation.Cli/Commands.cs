@@ -28,12 +28,13 @@ static class Commands
     static Option<int?> StepsOption() => new("--steps", "-n") { Description = "Optimizer steps (default: the command's CPU recipe)." };
     static Option<long> SeedOption() => new("--seed", "-s") { Description = "Random seed.", DefaultValueFactory = _ => 0 };
     static Option<string> OutOption(string dflt) => new("--out", "-o") { Description = "Output folder.", DefaultValueFactory = _ => dflt };
-    static Option<string?> ModelOption() => new("--model") { Description = "A diffusers Stable Diffusion folder to use as the prior instead of the built-in one." };
-    static Option<string?> MvDreamOption() => new("--mvdream") { Description = "An MVDream checkpoint to use as the prior instead of the built-in one." };
-    static Option<string> DeviceOption() => new("--device") { Description = "cpu or cuda[:index].", DefaultValueFactory = _ => "cpu" };
+    static Option<string?> ModelOption() => new("--model") { Description = "A diffusers Stable Diffusion folder to use as the prior instead of the built-in one (with --mvdream: the SD 2.1-base folder for its text encoder)." };
+    static Option<string?> MvDreamOption() => new("--mvdream") { Description = "An MVDream checkpoint (.ckpt/.safetensors) to use as the prior; needs --model <SD 2.1-base folder>." };
+    internal static Option<string> DeviceOption() => new("--device") { Description = "cpu or cuda[:index].", DefaultValueFactory = _ => "cpu" };
+    static Option<string> DTypeOption() => new("--dtype") { Description = "Weights of the --model/--mvdream prior: float32, or float16/bfloat16 on CUDA.", DefaultValueFactory = _ => "float32" };
 
-    static PriorChoice Prior(ParseResult r, Option<string?> model, Option<string?> mv, Option<string> device) =>
-        new(r.GetValue(model), r.GetValue(mv), r.GetValue(device)!);
+    static PriorChoice Prior(ParseResult r, Option<string?> model, Option<string?> mv, Option<string> device, Option<string> dtype) =>
+        new(r.GetValue(model), r.GetValue(mv), r.GetValue(device)!, r.GetValue(dtype)!);
 
     public static Command Generate()
     {
@@ -46,13 +47,14 @@ static class Commands
         var model = ModelOption();
         var mv = MvDreamOption();
         var device = DeviceOption();
+        var dtype = DTypeOption();
         var cmd = new Command("generate", "Text to a 3D object: trains one prompt, then writes a turntable, a mesh (GLB + PLY), metrics and curves.")
         {
-            prompt, gen, dist, steps, seed, outDir, model, mv, device,
+            prompt, gen, dist, steps, seed, outDir, model, mv, device, dtype,
         };
         cmd.SetAction((r, ct) =>
         {
-            var settings = new RunSettings(r.GetValue(gen)!, r.GetValue(dist)!, r.GetValue(steps), r.GetValue(seed), Prior(r, model, mv, device));
+            var settings = new RunSettings(r.GetValue(gen)!, r.GetValue(dist)!, r.GetValue(steps), r.GetValue(seed), Prior(r, model, mv, device, dtype));
             var p = r.GetValue(prompt)!;
             var dir = Path.Combine(r.GetValue(outDir)!, Slug(p));
             return Task.FromResult(RunGenerate(p, settings, dir, ct));
@@ -74,13 +76,14 @@ static class Commands
         var model = ModelOption();
         var mv = MvDreamOption();
         var device = DeviceOption();
+        var dtype = DTypeOption();
         var cmd = new Command("train", "Prompt-amortized training on a prompt library.")
         {
-            prompts, gen, dist, steps, seed, outDir, resume, rank, world, model, mv, device,
+            prompts, gen, dist, steps, seed, outDir, resume, rank, world, model, mv, device, dtype,
         };
         cmd.SetAction((r, ct) =>
         {
-            var settings = new RunSettings(r.GetValue(gen)!, r.GetValue(dist)!, r.GetValue(steps), r.GetValue(seed), Prior(r, model, mv, device));
+            var settings = new RunSettings(r.GetValue(gen)!, r.GetValue(dist)!, r.GetValue(steps), r.GetValue(seed), Prior(r, model, mv, device, dtype));
             var lib = PromptLibrary.Load(r.GetValue(prompts)!).Shard(r.GetValue(rank), r.GetValue(world));
             return Task.FromResult(RunTrain(lib, settings, r.GetValue(outDir)!, r.GetValue(resume), ct));
         });

@@ -74,6 +74,7 @@ public static class SdApp
         root.Add(Commands.Render());
         root.Add(Commands.Export());
         root.Add(Commands.Compare());
+        root.Add(EvaluateCommand.Create());
         return root;
     }
 }

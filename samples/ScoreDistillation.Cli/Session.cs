@@ -2,6 +2,8 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using ScoreDistillation.Diffusion.BuiltIn;
+using ScoreDistillation.Diffusion.MVDream;
+using ScoreDistillation.Diffusion.StableDiffusion;
 using ScoreDistillation.Distillers;
 using ScoreDistillation.Generators;
 using ScoreDistillation.Outputs;
@@ -15,7 +17,7 @@ using static TorchSharp.torch;
 namespace ScoreDistillation.Cli;
 
 /// <summary>Which prior and device the user asked for.</summary>
-sealed record PriorChoice(string? Model, string? MvDream, string Device);
+sealed record PriorChoice(string? Model, string? MvDream, string Device, string DType = "float32");
 
 /// <summary>What to train with.</summary>
 sealed record RunSettings(string Generator, string Distiller, int? Steps, long Seed, PriorChoice Prior);
@@ -40,12 +42,13 @@ sealed class Session : IDisposable
         if (!Distillers.Contains(dist)) throw new CliException($"--distiller '{settings.Distiller}' is unknown; use one of: {string.Join(", ", Distillers)}.");
         if (settings.Steps is < 1) throw new CliException($"--steps must be at least 1, got {settings.Steps}.");
         Device = ResolveDevice(settings.Prior.Device);
+        DType = ResolveDType(settings.Prior, Device);
         if (amortized && gen == "ingp")
             throw new CliException("--generator ingp is prompt-specific (it ignores the text); amortized training needs hyper-ingp.");
 
-        Prior = CreatePrior(settings.Prior, Device, library.Train.Concat(library.Test).Distinct().ToArray());
+        Prior = CreatePrior(settings.Prior, Device, DType, library.Train.Concat(library.Test).Distinct().ToArray());
         _owned.Add(Prior);
-        var recipe = Recipes.For(gen, amortized, settings.Steps, settings.Seed, Device);
+        var recipe = ForPrior(Recipes.For(gen, amortized, settings.Steps, settings.Seed, Device), Prior);
         Recipe = recipe;
         using var g = new Generator((ulong)settings.Seed, CPU);
         int textDims;
@@ -65,6 +68,10 @@ sealed class Session : IDisposable
             ["steps"] = Recipe.Trainer.Steps.ToString(CultureInfo.InvariantCulture),
             ["seed"] = settings.Seed.ToString(CultureInfo.InvariantCulture),
             ["amortized"] = amortized.ToString(),
+            ["model"] = settings.Prior.Model is null ? "" : Path.GetFullPath(settings.Prior.Model),
+            ["mvdream"] = settings.Prior.MvDream is null ? "" : Path.GetFullPath(settings.Prior.MvDream),
+            ["device"] = settings.Prior.Device,
+            ["dtype"] = DTypeName(DType),
         });
         if (Prior is BuiltInPrior builtin)
         {
@@ -85,6 +92,7 @@ sealed class Session : IDisposable
     public string Directory { get; }
     public bool Amortized { get; }
     public Device Device { get; }
+    public ScalarType DType { get; }
     public Recipe Recipe { get; }
     public IDiffusionPrior Prior { get; }
     public I3DGenerator Generator3D { get; }
@@ -96,8 +104,11 @@ sealed class Session : IDisposable
     public static Session Create(PromptLibrary library, RunSettings settings, string directory, bool amortized) =>
         new(library, settings, directory, amortized);
 
-    /// <summary>Rebuilds the session a checkpoint came from and loads its weights.</summary>
-    public static Session FromCheckpoint(string path)
+    /// <summary>
+    /// Rebuilds the session a checkpoint came from (generator, distiller and the prior it was trained with) and loads its
+    /// weights. <paramref name="device"/> overrides the device recorded in the checkpoint.
+    /// </summary>
+    public static Session FromCheckpoint(string path, string? device = null)
     {
         if (System.IO.Directory.Exists(path))
         {
@@ -111,7 +122,10 @@ sealed class Session : IDisposable
         var s = JsonSerializer.Deserialize<Dictionary<string, string>>(json)!;
         var prompts = JsonSerializer.Deserialize<string[]>(ck.Metadata["train_prompts"])!;
         var lib = new PromptLibrary(prompts, prompts, prompts, path);
-        var settings = new RunSettings(s["generator"], s["distiller"], int.Parse(s["steps"], CultureInfo.InvariantCulture), long.Parse(s["seed"], CultureInfo.InvariantCulture), new PriorChoice(null, null, "cpu"));
+        static string? Opt(Dictionary<string, string> d, string key) => d.TryGetValue(key, out var v) && v.Length > 0 ? v : null;
+        var prior = new PriorChoice(Opt(s, "model"), Opt(s, "mvdream"), device ?? Opt(s, "device") ?? "cpu", Opt(s, "dtype") ?? "float32");
+        if (device is not null && !device.Trim().StartsWith("cuda", StringComparison.OrdinalIgnoreCase)) prior = prior with { DType = "float32" };
+        var settings = new RunSettings(s["generator"], s["distiller"], int.Parse(s["steps"], CultureInfo.InvariantCulture), long.Parse(s["seed"], CultureInfo.InvariantCulture), prior);
         var session = new Session(lib, settings, Path.GetDirectoryName(Path.GetDirectoryName(Path.GetFullPath(path))!)!, bool.Parse(s["amortized"]));
         session.Trainer.RestoreWeights(ck);
         return session;
@@ -134,7 +148,7 @@ sealed class Session : IDisposable
     }
 
     public string Describe() =>
-        $"{Settings.Generator} + {Distiller.Name} + {Prior.ModelId.Split(';')[0]}, {Trainer.Options.Steps} steps at {Trainer.Options.RenderSize}², seed {Settings.Seed}, {Device}";
+        $"{Settings.Generator} + {Distiller.Name} + {Prior.ModelId.Split(';')[0]}, {Trainer.Options.Steps} steps at {Trainer.Options.RenderSize}², seed {Settings.Seed}, {Device}{(Prior is BuiltInPrior ? "" : " " + DTypeName(DType))}";
 
     public void TrainWithProgress(CancellationToken ct)
     {
@@ -262,31 +276,84 @@ sealed class Session : IDisposable
         throw new CliException($"--device '{device}' is unknown; use cpu or cuda[:index].");
     }
 
-    static IDiffusionPrior CreatePrior(PriorChoice choice, Device device, IReadOnlyList<string> prompts)
+    internal static ScalarType ResolveDType(PriorChoice choice, Device device)
     {
-        if (choice.Model is not null && choice.MvDream is not null) throw new CliException("--model and --mvdream are exclusive: pick one prior.");
-        if (choice.Model is not null)
+        var dtype = choice.DType.Trim().ToLowerInvariant() switch
         {
-            if (!System.IO.Directory.Exists(choice.Model)) throw new CliException($"--model '{choice.Model}': folder not found.");
-            throw new CliException($"--model: the Stable Diffusion prior (diffusers folder loading) is not available in this build of sd yet; only the built-in prior works. Omit --model.");
-        }
+            "float32" or "fp32" or "float" => ScalarType.Float32,
+            "float16" or "fp16" or "half" => ScalarType.Float16,
+            "bfloat16" or "bf16" => ScalarType.BFloat16,
+            _ => throw new CliException($"--dtype '{choice.DType}' is unknown; use float32, float16 or bfloat16."),
+        };
+        if (dtype == ScalarType.Float32) return dtype;
+        if (device.type != DeviceType.CUDA)
+            throw new CliException($"--dtype {choice.DType} needs --device cuda: half precision is only supported on a GPU; use --dtype float32 on the CPU.");
+        if (choice.Model is null && choice.MvDream is null)
+            throw new CliException($"--dtype {choice.DType} applies to the --model / --mvdream priors only; the built-in prior runs in float32.");
+        return dtype;
+    }
+
+    internal static string DTypeName(ScalarType t) => t switch
+    {
+        ScalarType.Float16 => "float16",
+        ScalarType.BFloat16 => "bfloat16",
+        _ => "float32",
+    };
+
+    /// <summary>Builds the prior the user chose: Stable Diffusion (<c>--model</c>), MVDream (<c>--mvdream</c> + <c>--model</c>) or the built-in one.</summary>
+    internal static IDiffusionPrior CreatePrior(PriorChoice choice, Device device, ScalarType dtype, IReadOnlyList<string> prompts)
+    {
         if (choice.MvDream is not null)
         {
-            if (!File.Exists(choice.MvDream)) throw new CliException($"--mvdream '{choice.MvDream}': file not found.");
-            throw new CliException($"--mvdream: the MVDream prior is not available in this build of sd yet; only the built-in prior works. Omit --mvdream.");
+            if (choice.Model is null)
+                throw new CliException("--mvdream needs --model <folder>: a Stable Diffusion 2.1-base diffusers folder whose text_encoder and tokenizer MVDream uses.");
+            return MVDreamPrior.FromCheckpoint(choice.MvDream, choice.Model, new MVDreamPriorOptions { Device = device, DType = dtype });
         }
+        if (choice.Model is not null)
+            return StableDiffusionPrior.FromPretrained(choice.Model, new StableDiffusionPriorOptions { Device = device, DType = dtype });
         return new BuiltInPrior(Recipes.BuiltInPrior(device, prompts));
     }
 
-    static IScoreDistiller CreateDistiller(string name, IDiffusionPrior prior, long seed, Recipe recipe)
+    /// <summary>
+    /// Adapts a built-in-prior recipe to a real prior: renders at min(64, prior size) (upsampled by the prior, as threestudio
+    /// does), the reference distiller presets, and MVDream's 4-view camera sampler.
+    /// </summary>
+    internal static Recipe ForPrior(Recipe recipe, IDiffusionPrior prior)
+    {
+        if (prior is BuiltInPrior) return recipe;
+        var trainer = recipe.Trainer with { RenderSize = Math.Min(64, prior.ImageSize) };
+        if (prior is MVDreamPrior)
+            return recipe with
+            {
+                Trainer = trainer with { Cameras = CameraSamplerOptions.MultiView },
+                Asd = AsdOptions.ScaleDreamerMVDream,
+            };
+        return recipe with
+        {
+            Trainer = trainer,
+            Sds = SdsOptions.Threestudio,
+            Csd = CsdOptions.Default,
+            Vsd = VsdOptions.ProlificDreamer,
+            Asd = AsdOptions.ScaleDreamerStableDiffusion,
+            Ism = IsmOptions.LucidDreamer,
+        };
+    }
+
+    /// <summary>
+    /// The distiller for a prior: MVDream's SDS (x0 reconstruction, 4-view layout) for <c>sds</c> on MVDream; VSD's particle
+    /// model is a LoRA copy of the Stable Diffusion UNet on SD and the recipe's small camera-conditioned network otherwise.
+    /// </summary>
+    internal static IScoreDistiller CreateDistiller(string name, IDiffusionPrior prior, long seed, Recipe recipe)
     {
         var g = new Generator((ulong)(seed + 1), CPU);
         return name switch
         {
+            "sds" when prior is MVDreamPrior => new MVDreamSdsDistiller(prior, new MVDreamSdsOptions(), g),
             "sds" => new SdsDistiller(prior, recipe.Sds, g),
             "csd" => new CsdDistiller(prior, recipe.Csd, g),
             "asd" => new AsdDistiller(prior, recipe.Asd, g),
             "ism" => new IsmDistiller(prior, recipe.Ism, g),
+            "vsd" when prior is StableDiffusionPrior sd => new VsdDistiller(prior, StableDiffusionParticleModel.FromPrior(sd), recipe.Vsd, g),
             "vsd" => new VsdDistiller(prior, recipe.CreateParticle(prior, g), recipe.Vsd, g),
             _ => throw new CliException($"--distiller '{name}' is unknown."),
         };
