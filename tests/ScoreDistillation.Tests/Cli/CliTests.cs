@@ -46,19 +46,28 @@ public class CliTests
     }
 
     [Fact]
-    public void Priors_that_are_not_available_fail_clearly()
+    public void Prior_options_fail_clearly()
     {
-        var dir = Directory.CreateTempSubdirectory("sd-model-");
-        try
-        {
-            var (code, _, err) = Run("generate", "a red cube", "--model", dir.FullName);
-            code.Should().Be(1);
-            err.Should().Contain("--model").And.Contain("not available");
-            (code, _, err) = Run("generate", "a red cube", "--mvdream", "/nonexistent/mv.ckpt");
-            code.Should().Be(1);
-            err.Should().Contain("--mvdream '/nonexistent/mv.ckpt': file not found");
-        }
-        finally { dir.Delete(true); }
+        var (code, _, err) = Run("generate", "a red cube", "--mvdream", "/nonexistent/mv.ckpt");
+        code.Should().Be(1);
+        err.Should().Contain("--mvdream needs --model").And.Contain("Usage:").And.NotContain("   at ");
+        (code, _, err) = Run("generate", "a red cube", "--model", "/nonexistent/sd-folder");
+        code.Should().Be(1);
+        err.Should().Contain("error:").And.Contain("/nonexistent/sd-folder").And.Contain("Usage:").And.NotContain("   at ");
+        (code, _, err) = Run("generate", "a red cube", "--mvdream", "/nonexistent/mv.ckpt", "--model", "/nonexistent/sd-folder");
+        code.Should().Be(1);
+        err.Should().Contain("error:").And.Contain("/nonexistent/").And.NotContain("   at ");
+    }
+
+    [Theory]
+    [InlineData("float16", "--dtype float16 needs --device cuda")]
+    [InlineData("bfloat16", "--dtype bfloat16 needs --device cuda")]
+    [InlineData("int8", "--dtype 'int8' is unknown")]
+    public void Dtype_other_than_float32_needs_cuda(string dtype, string message)
+    {
+        var (code, _, err) = Run("generate", "a red cube", "--dtype", dtype);
+        code.Should().Be(1);
+        err.Should().Contain(message).And.Contain("Usage:").And.NotContain("   at ");
     }
 
     [Fact]
