@@ -105,6 +105,22 @@ public sealed class CliPriorAndEvaluateTests(ITestOutputHelper output)
     // ~30 s of it is the evaluate command itself (built-in prior rebuild, IoU grid, CLIP), the rest the 1-step training
     // that makes the checkpoint; 1.5 min on the shared machine, hence Slow.
     [Fact]
+    public void MVDream_gets_the_four_view_camera_sampler_and_its_distillers()
+    {
+        using var tiny = new ScoreDistillation.Tests.MVDream.TinyMVDream();
+        var recipe = Session.ForPrior(Recipes.For("hyper-ingp", true, 1, 0, TorchSharp.torch.CPU), tiny.Prior);
+        recipe.Trainer.Cameras.ViewsPerSample.Should().Be(4);
+        recipe.Trainer.Cameras.Elevation.Should().Be((0.0, 30.0));
+        recipe.Trainer.Cameras.RelativeRadius.Should().BeTrue();
+        recipe.Trainer.RenderSize.Should().Be(32);
+        recipe.Asd.Guidance.ViewDependent.Should().BeNull("MVDream is camera-conditioned, not view-prompted");
+        var sds = Session.CreateDistiller("sds", tiny.Prior, 0, recipe);
+        sds.Should().BeOfType<ScoreDistillation.Diffusion.MVDream.MVDreamSdsDistiller>();
+        Session.CreateDistiller("asd", tiny.Prior, 0, recipe).Should().BeOfType<ScoreDistillation.Distillers.AsdDistiller>();
+        (sds as IDisposable)?.Dispose();
+    }
+
+    [Fact]
     [Trait("Category", "Slow")]
     public void Evaluate_renders_the_test_orbit_and_writes_clip_and_builtin_metrics()
     {
