@@ -38,6 +38,29 @@ public static class CheckpointLoader
         throw new FileNotFoundException($"No weight file found; looked for: {string.Join(", ", candidates)}.", candidates[0]);
     }
 
+    /// <summary>
+    /// Builds a module, loads a diffusers component folder into it strictly, puts it in eval mode and converts it to
+    /// <paramref name="dtype"/>/<paramref name="device"/>; the module is disposed if anything fails.
+    /// </summary>
+    public static T LoadPretrained<T>(Func<T> build, string folder, ScalarType? dtype, Device? device, string? variant) where T : nn.Module
+    {
+        ArgumentNullException.ThrowIfNull(build);
+        var model = build();
+        try
+        {
+            LoadFromFolder(model, folder, variant: variant);
+            model.eval();
+            if (dtype is ScalarType dt) model.to(dt);
+            if (device is not null) model.to(device);
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>Loads the weights of a diffusers component folder (see <see cref="ResolveWeights"/>) into <paramref name="module"/>.</summary>
     public static CheckpointLoadReport LoadFromFolder(nn.Module module, string folder, string weightsName = DiffusersWeightsName, string? variant = null, bool strict = true) =>
         Load(module, ResolveWeights(folder, weightsName, variant), strict);

@@ -140,29 +140,15 @@ public sealed class MVDreamPrior : IDiffusionPrior
     /// <inheritdoc />
     public Tensor EncodeImages(Tensor rgb, Generator? generator = null)
     {
-        ArgumentNullException.ThrowIfNull(rgb);
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (rgb.dim() != 4 || rgb.shape[1] != 3)
-            throw new ArgumentException($"MVDream: expected RGB [B, 3, H, W], got [{string.Join(", ", rgb.shape)}].", nameof(rgb));
-        using var scope = NewDisposeScope();
-        var x = rgb;
-        if (x.shape[2] != ImageSize || x.shape[3] != ImageSize)
-            x = nn.functional.interpolate(x, size: new long[] { ImageSize, ImageSize }, mode: InterpolationMode.Bilinear, align_corners: false);
-        var dtype = _vae.parameters().First().dtype;
-        using var posterior = _vae.Encode((x * 2.0 - 1.0).to(dtype));
-        return (posterior.Sample(generator) * _vae.ScalingFactor).to(rgb.dtype).MoveToOuterDisposeScope();
+        return _vae.EncodeImages(rgb, ImageSize, generator);
     }
 
     /// <inheritdoc />
     public Tensor DecodeLatents(Tensor latents)
     {
-        ArgumentNullException.ThrowIfNull(latents);
         ObjectDisposedException.ThrowIf(_disposed, this);
-        using var scope = NewDisposeScope();
-        using var _ = no_grad();
-        var dtype = _vae.parameters().First().dtype;
-        var images = _vae.Decode((latents / _vae.ScalingFactor).to(dtype));
-        return (images.to(latents.dtype) * 0.5 + 0.5).clamp(0.0, 1.0).MoveToOuterDisposeScope();
+        return _vae.DecodeToImages(latents);
     }
 
     /// <inheritdoc />

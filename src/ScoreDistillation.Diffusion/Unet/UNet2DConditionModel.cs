@@ -225,19 +225,6 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
     {
         string folder = PretrainedFolder.Resolve(directory, "unet");
         var config = UNet2DConditionConfig.FromFile(Path.Combine(folder, "config.json"));
-        var model = new UNet2DConditionModel(config);
-        try
-        {
-            CheckpointLoader.LoadFromFolder(model, folder, variant: variant);
-            model.eval();
-            if (dtype is ScalarType dt) model.to(dt);
-            if (device is not null) model.to(device);
-            return model;
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
+        return CheckpointLoader.LoadPretrained(() => new UNet2DConditionModel(config), folder, dtype, device, variant);
     }
 }

@@ -96,6 +96,35 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>
+    /// RGB [B, 3, H, W] in [0, 1] → scaled latents (posterior sample × scaling factor), as the score-distillation pipelines
+    /// encode renders: bilinear resize to <paramref name="imageSize"/>², map to [−1, 1], encode in the VAE's dtype. Gradients
+    /// flow back to the RGB; the result has the RGB's dtype.
+    /// </summary>
+    public Tensor EncodeImages(Tensor rgb, int imageSize, Generator? generator = null)
+    {
+        ArgumentNullException.ThrowIfNull(rgb);
+        if (rgb.dim() != 4 || rgb.shape[1] != 3)
+            throw new ArgumentException($"EncodeImages: expected RGB [B, 3, H, W], got [{string.Join(", ", rgb.shape)}].", nameof(rgb));
+        using var scope = NewDisposeScope();
+        var x = rgb;
+        if (x.shape[2] != imageSize || x.shape[3] != imageSize)
+            x = nn.functional.interpolate(x, size: new long[] { imageSize, imageSize }, mode: InterpolationMode.Bilinear, align_corners: false);
+        var dtype = parameters().First().dtype;
+        using var posterior = Encode((x * 2.0 - 1.0).to(dtype));
+        return (posterior.Sample(generator) * ScalingFactor).to(rgb.dtype).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Scaled latents → RGB [B, 3, H, W] in [0, 1], without gradient, in the latents' dtype.</summary>
+    public Tensor DecodeToImages(Tensor latents)
+    {
+        ArgumentNullException.ThrowIfNull(latents);
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var images = Decode((latents / ScalingFactor).to(parameters().First().dtype));
+        return (images.to(latents.dtype) * 0.5 + 0.5).clamp(0.0, 1.0).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
     /// Loads a diffusers VAE folder (<c>config.json</c> + weights). <paramref name="directory"/> may be the model root (with <c>vae/</c>) or the VAE folder.
     /// </summary>
     /// <param name="directory">Model root or VAE folder.</param>
@@ -109,19 +138,6 @@ public sealed class AutoencoderKL : nn.Module<Tensor, Tensor>
     {
         string folder = PretrainedFolder.Resolve(directory, "vae");
         var config = AutoencoderKLConfig.FromFile(Path.Combine(folder, "config.json"));
-        var model = new AutoencoderKL(config);
-        try
-        {
-            CheckpointLoader.LoadFromFolder(model, folder, variant: variant);
-            model.eval();
-            if (dtype is ScalarType dt) model.to(dt);
-            if (device is not null) model.to(device);
-            return model;
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
+        return CheckpointLoader.LoadPretrained(() => new AutoencoderKL(config), folder, dtype, device, variant);
     }
 }
