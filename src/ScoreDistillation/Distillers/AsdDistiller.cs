@@ -66,20 +66,9 @@ public sealed class AsdDistiller : ScoreDistillerBase
         var xt = Prior.Schedule.AddNoise(step.Latents, step.Noise, t);
         var xp = Prior.Schedule.AddNoise(step.Latents, step.Noise, tp);
         double s = At(Guidance.GuidanceScale, step.Progress);
-        var tx = step.Text;
-        Tensor e1, e2;
-        if (tx.UsesPerpNeg)
-        {
-            var p = Predict(step, (xt, t, tx.Cond), (xt, t, tx.Uncond), (xt, t, tx.PerpNegatives![0]), (xt, t, tx.PerpNegatives[1]), (xp, tp, tx.Cond));
-            e1 = GuidanceMath.PerpNegCfg(p[0], p[1], new[] { p[2], p[3] }, tx.PerpWeights!, s);
-            e2 = p[4];
-        }
-        else
-        {
-            var p = Predict(step, (xt, t, tx.Cond), (xt, t, tx.Uncond), (xp, tp, tx.Cond));
-            e1 = GuidanceMath.Cfg(p[0], p[1], s, Guidance.CfgForm);
-            e2 = p[2];
-        }
+        // [x_t; x_t (; Perp-Neg negatives); x_{t+Δt}] in one prior call: CFG at t, conditional only at t + Δt.
+        var (e1, rest) = GuidedPrediction(step, xt, t, s, (xp, tp, step.Text.Cond));
+        var e2 = rest[0];
         var w = WeightAt(t, xt);
         return new DistillationGradient(w * (e1 - e2), MeanSquare(e1, e2), dt);
     }

@@ -185,6 +185,27 @@ public abstract class ScoreDistillerBase : IScoreDistiller, IDisposable
         return eps.split(blocks.Select(b => b.X.shape[0]).ToArray(), 0);
     }
 
+    /// <summary>
+    /// The guided prediction ε̂_cfg(x_t; t, y) — CFG over [cond; uncond], or Perp-Neg with the step's view negatives — computed in
+    /// the same single prior call as any <paramref name="extra"/> blocks, whose raw predictions are returned alongside.
+    /// </summary>
+    protected (Tensor Guided, Tensor[] Extra) GuidedPrediction(DistillationStep step, Tensor xt, Tensor t, double scale,
+        params (Tensor X, Tensor T, Tensor Text)[] extra)
+    {
+        ArgumentNullException.ThrowIfNull(step);
+        ArgumentNullException.ThrowIfNull(extra);
+        var tx = step.Text;
+        var blocks = new List<(Tensor, Tensor, Tensor)> { (xt, t, tx.Cond), (xt, t, tx.Uncond) };
+        if (tx.UsesPerpNeg) blocks.AddRange(tx.PerpNegatives!.Select(n => (xt, t, n)));
+        int guided = blocks.Count;
+        blocks.AddRange(extra);
+        var p = Predict(step, blocks.ToArray());
+        var eps = tx.UsesPerpNeg
+            ? GuidanceMath.PerpNegCfg(p[0], p[1], p[2..guided], tx.PerpWeights!, scale)
+            : GuidanceMath.Cfg(p[0], p[1], scale, Guidance.CfgForm);
+        return (eps, p[guided..]);
+    }
+
     /// <summary>Mean of (a − b)² as a scalar tensor.</summary>
     protected static Tensor MeanSquare(Tensor a, Tensor b) => (a - b).pow(2).mean();
 

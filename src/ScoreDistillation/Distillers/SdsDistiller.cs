@@ -24,18 +24,7 @@ public sealed class SdsDistiller : ScoreDistillerBase
         var t = step.Timesteps;
         var xt = Prior.Schedule.AddNoise(step.Latents, step.Noise, t);
         double s = At(Guidance.GuidanceScale, step.Progress);
-        var tx = step.Text;
-        Tensor eps;
-        if (tx.UsesPerpNeg)
-        {
-            var p = Predict(step, (xt, t, tx.Cond), (xt, t, tx.Uncond), (xt, t, tx.PerpNegatives![0]), (xt, t, tx.PerpNegatives[1]));
-            eps = GuidanceMath.PerpNegCfg(p[0], p[1], new[] { p[2], p[3] }, tx.PerpWeights!, s);
-        }
-        else
-        {
-            var p = Predict(step, (xt, t, tx.Cond), (xt, t, tx.Uncond));
-            eps = GuidanceMath.Cfg(p[0], p[1], s, Guidance.CfgForm);
-        }
+        var eps = GuidedPrediction(step, xt, t, s).Guided;
         var w = WeightAt(t, xt);
         return new DistillationGradient(w * (eps - step.Noise), MeanSquare(eps, step.Noise));
     }

@@ -56,17 +56,7 @@ public sealed class VsdDistiller : ScoreDistillerBase
         var xt = Prior.Schedule.AddNoise(step.Latents, step.Noise, t);
         double s = At(Guidance.GuidanceScale, step.Progress);
         var tx = step.Text;
-        Tensor pre;
-        if (tx.UsesPerpNeg)
-        {
-            var p = Predict(step, (xt, t, tx.Cond), (xt, t, tx.Uncond), (xt, t, tx.PerpNegatives![0]), (xt, t, tx.PerpNegatives[1]));
-            pre = GuidanceMath.PerpNegCfg(p[0], p[1], new[] { p[2], p[3] }, tx.PerpWeights!, s);
-        }
-        else
-        {
-            var p = Predict(step, (xt, t, tx.Cond), (xt, t, tx.Uncond));
-            pre = GuidanceMath.Cfg(p[0], p[1], s, Guidance.CfgForm);
-        }
+        var pre = GuidedPrediction(step, xt, t, s).Guided;
         var cams = step.CameraToWorld.reshape(step.BatchSize, 16);
         var phi = ParticleEpsilon(xt, t, tx.Plain, cams);
         if (Options.ParticleGuidanceScale != 1.0)
