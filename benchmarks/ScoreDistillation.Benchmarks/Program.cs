@@ -13,6 +13,8 @@ public static class Program
 #if DEBUG
         Console.Error.WriteLine("Benchmarks built in Debug are not representative; use -c Release.");
 #endif
+        // Measure the kernels training uses: oneDNN convolution backward is unreliable on CPU in LibTorch 2.10 (see LibTorchCpu).
+        ScoreDistillation.Platform.LibTorchCpu.TryDisableOneDnn();
         var config = DefaultConfig.Instance
             .AddJob(Job.ShortRun.WithToolchain(InProcessEmitToolchain.Instance))
             .WithOptions(ConfigOptions.DisableOptimizationsValidator);

@@ -266,7 +266,12 @@ sealed class Session : IDisposable
     static Device ResolveDevice(string device)
     {
         var d = device.Trim().ToLowerInvariant();
-        if (d == "cpu") return CPU;
+        if (d == "cpu")
+        {
+            // LibTorch 2.10's oneDNN convolution backward intermittently returns NaN on CPU (see LibTorchCpu).
+            ScoreDistillation.Platform.LibTorchCpu.TryDisableOneDnn();
+            return CPU;
+        }
         if (d.StartsWith("cuda", StringComparison.Ordinal))
         {
             if (!cuda.is_available())

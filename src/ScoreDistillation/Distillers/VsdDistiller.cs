@@ -45,8 +45,18 @@ public sealed class VsdDistiller : ScoreDistillerBase
     /// <summary>ε_φ's training loss of the last step (NaN before the first).</summary>
     public double LastParticleLoss => _lastParticleLoss;
 
+    /// <summary>
+    /// ε_φ updates skipped because a gradient was NaN or infinite. On a CPU a nonzero count usually means LibTorch's oneDNN
+    /// convolution fault: set <see cref="Platform.LibTorchCpu.UseOneDnn"/> to false.
+    /// </summary>
+    public long SkippedParticleSteps { get; private set; }
+
     /// <inheritdoc />
-    protected override IReadOnlyDictionary<string, double>? ExtraDiagnostics => new Dictionary<string, double> { ["particle_loss"] = _lastParticleLoss };
+    protected override IReadOnlyDictionary<string, double>? ExtraDiagnostics => new Dictionary<string, double>
+    {
+        ["particle_loss"] = _lastParticleLoss,
+        ["particle_skipped_steps"] = SkippedParticleSteps,
+    };
 
     /// <inheritdoc />
     protected override DistillationGradient ComputeGradient(DistillationStep step)
@@ -79,7 +89,8 @@ public sealed class VsdDistiller : ScoreDistillerBase
     /// <summary>
     /// One ε_φ training step on detached <paramref name="latents"/> [B, C, h, w] with text [B, L, D] and cameras [B, 4, 4]:
     /// fresh t ~ U{0..T−1}, target ε or v, camera zeroed for the whole batch with probability <see cref="VsdOptions.CameraDropout"/>.
-    /// Returns the MSE before the update.
+    /// Returns the MSE before the update. A step whose gradient is not finite leaves ε_φ and its optimizer unchanged and
+    /// is counted in <see cref="SkippedParticleSteps"/>.
     /// </summary>
     public double TrainParticle(Tensor latents, Tensor text, Tensor cameraToWorld)
     {
@@ -100,7 +111,11 @@ public sealed class VsdDistiller : ScoreDistillerBase
         var pred = Particle.Predict(xt, t, text.detach(), cams);
         var loss = nn.functional.mse_loss(pred.to(ScalarType.Float32), target.to(ScalarType.Float32));
         var grads = autograd.grad(new[] { loss }, _params);
-        AdamWStep(grads);
+        // A non-finite gradient would poison ε_φ for the rest of the run: skip the update and count it instead.
+        if (grads.Any(g => g is not null && !g.IsInvalid && !g.isfinite().all().item<bool>()))
+            SkippedParticleSteps++;
+        else
+            AdamWStep(grads);
         return loss.item<float>();
     }
 
