@@ -3,10 +3,9 @@ using System.Numerics;
 namespace ScoreDistillation.Outputs;
 
 /// <summary>
-/// Iso-surface extraction on a regular grid by marching tetrahedra: every grid cube is split into six tetrahedra around
-/// its main diagonal (a conforming split, so the surface is crack-free), and each tetrahedron contributes zero, one or
-/// two triangles. Unlike marching cubes it needs no case tables and has no ambiguous cases; it yields somewhat more
-/// triangles. Vertices on shared edges are merged.
+/// Iso-surface extraction on a regular grid (an SDF, or a negated density), by marching cubes (the default) or marching
+/// tetrahedra; see <see cref="IsoSurfaceMethod"/>. Both produce a closed, consistently oriented 2-manifold wherever the
+/// surface stays inside the grid, with vertices on shared grid edges merged.
 /// </summary>
 public static class IsoSurface
 {
@@ -24,25 +23,50 @@ public static class IsoSurface
 
     /// <summary>
     /// Extracts the surface <c>value = level</c> of a grid where values below <paramref name="level"/> are inside (an
-    /// SDF). For a density use the negated density and the negated threshold.
+    /// SDF). For a density use the negated density and the negated threshold. Each vertex lies on a grid edge whose end
+    /// points straddle the level, placed by linear interpolation, and is shared by all triangles using that edge.
     /// </summary>
-    /// <param name="values">Grid values, index <c>(i·N + j)·N + k</c> for the point (x_i, y_j, z_k).</param>
+    /// <param name="values">Grid values, index <c>(i·N + j)·N + k</c> for the point (x_i, y_j, z_k); no NaN (±∞ is
+    /// allowed and puts the crossing at the finite end point).</param>
     /// <param name="resolution">N, points per axis (≥ 2).</param>
     /// <param name="min">World coordinate of grid point 0 on every axis.</param>
-    /// <param name="max">World coordinate of grid point N−1 on every axis.</param>
-    /// <param name="level">Iso level.</param>
-    /// <returns>Positions and triangle indices, outward (towards larger values) counter-clockwise.</returns>
-    public static (List<Vector3> Positions, List<int> Indices) Extract(float[] values, int resolution, float min, float max, float level = 0)
+    /// <param name="max">World coordinate of grid point N−1 on every axis (greater than <paramref name="min"/>).</param>
+    /// <param name="level">Iso level (finite).</param>
+    /// <param name="method">Marching cubes (default) or marching tetrahedra.</param>
+    /// <returns>Positions and triangle indices, counter-clockwise seen from outside (normals towards larger values).
+    /// Empty when the grid is entirely inside or entirely outside.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="values"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">Fewer than 2 points per axis, a non-finite level, or an unknown
+    /// method.</exception>
+    /// <exception cref="ArgumentException">Wrong number of values, a NaN value, or non-finite or empty bounds.</exception>
+    public static (List<Vector3> Positions, List<int> Indices) Extract(float[] values, int resolution, float min, float max, float level = 0,
+        IsoSurfaceMethod method = IsoSurfaceMethod.MarchingCubes)
     {
         int n = resolution;
+        ArgumentNullException.ThrowIfNull(values);
         if (n < 2) throw new ArgumentOutOfRangeException(nameof(resolution), resolution, "Need at least 2 points per axis.");
-        if (values is null || values.Length != (long)n * n * n) throw new ArgumentException($"Expected {n}³ = {(long)n * n * n} values, got {values?.Length}.", nameof(values));
+        if (values.Length != (long)n * n * n) throw new ArgumentException($"Expected {n}³ = {(long)n * n * n} values, got {values.Length}.", nameof(values));
+        if (!float.IsFinite(min) || !float.IsFinite(max) || !(min < max))
+            throw new ArgumentException($"Need finite bounds with min < max, got min = {min}, max = {max}.", nameof(max));
+        if (!float.IsFinite(level)) throw new ArgumentOutOfRangeException(nameof(level), level, "The iso level must be finite.");
+        int nan = Array.FindIndex(values, float.IsNaN);
+        if (nan >= 0)
+            throw new ArgumentException($"values[{nan}] (grid point i = {nan / (n * n)}, j = {nan / n % n}, k = {nan % n}) is NaN; the grid must not contain NaN.", nameof(values));
+        return method switch
+        {
+            IsoSurfaceMethod.MarchingCubes => MarchingCubes.Extract(values, n, min, max, level),
+            IsoSurfaceMethod.MarchingTetrahedra => MarchingTetrahedra(values, n, min, max, level),
+            _ => throw new ArgumentOutOfRangeException(nameof(method), method, "Unknown iso-surface method."),
+        };
+    }
+
+    static (List<Vector3> Positions, List<int> Indices) MarchingTetrahedra(float[] values, int n, float min, float max, float level)
+    {
         float step = (max - min) / (n - 1);
         var positions = new List<Vector3>();
         var indices = new List<int>();
         var edgeVertex = new Dictionary<long, int>();
         long total = (long)n * n * n;
-        ArgumentNullException.ThrowIfNull(values);
         var ids = new int[4];
         var v = new float[4];
         var corner = new int[8];
@@ -92,7 +116,7 @@ public static class IsoSurface
                             if (!edgeVertex.TryGetValue(key, out int idx))
                             {
                                 float va = values[ga], vb = values[gb];
-                                float t = Math.Clamp((level - va) / (vb - va), 0f, 1f);
+                                float t = MarchingCubes.Crossing(va, vb, level);
                                 idx = positions.Count;
                                 positions.Add(Vector3.Lerp(Point(ga), Point(gb), t));
                                 edgeVertex[key] = idx;
