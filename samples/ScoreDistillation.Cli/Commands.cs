@@ -33,8 +33,14 @@ static class Commands
     internal static Option<string> DeviceOption() => new("--device") { Description = "cpu or cuda[:index].", DefaultValueFactory = _ => "cpu" };
     static Option<string> DTypeOption() => new("--dtype") { Description = "Weights of the --model/--mvdream prior: float32, or float16/bfloat16 on CUDA.", DefaultValueFactory = _ => "float32" };
 
-    static PriorChoice Prior(ParseResult r, Option<string?> model, Option<string?> mv, Option<string> device, Option<string> dtype) =>
-        new(r.GetValue(model), r.GetValue(mv), r.GetValue(device)!, r.GetValue(dtype)!);
+    internal static Option<string> BuiltInOption() => new("--builtin-prior")
+    {
+        Description = "Variant of the built-in prior: view-agnostic (like Stable Diffusion, the default), camera-aware (references weighted by view direction) or posed (camera-conditioned: the exact view at each training camera).",
+        DefaultValueFactory = _ => Recipes.DefaultBuiltInMode,
+    };
+
+    static PriorChoice Prior(ParseResult r, Option<string?> model, Option<string?> mv, Option<string> device, Option<string> dtype, Option<string>? builtIn = null) =>
+        new(r.GetValue(model), r.GetValue(mv), r.GetValue(device)!, r.GetValue(dtype)!, builtIn is null ? Recipes.DefaultBuiltInMode : r.GetValue(builtIn)!);
 
     public static Command Generate()
     {
@@ -48,13 +54,14 @@ static class Commands
         var mv = MvDreamOption();
         var device = DeviceOption();
         var dtype = DTypeOption();
+        var builtIn = BuiltInOption();
         var cmd = new Command("generate", "Text to a 3D object: trains one prompt, then writes a turntable, a mesh (GLB + PLY), metrics and curves.")
         {
-            prompt, gen, dist, steps, seed, outDir, model, mv, device, dtype,
+            prompt, gen, dist, steps, seed, outDir, model, mv, device, dtype, builtIn,
         };
         cmd.SetAction((r, ct) =>
         {
-            var settings = new RunSettings(r.GetValue(gen)!, r.GetValue(dist)!, r.GetValue(steps), r.GetValue(seed), Prior(r, model, mv, device, dtype));
+            var settings = new RunSettings(r.GetValue(gen)!, r.GetValue(dist)!, r.GetValue(steps), r.GetValue(seed), Prior(r, model, mv, device, dtype, builtIn));
             var p = r.GetValue(prompt)!;
             var dir = Path.Combine(r.GetValue(outDir)!, Slug(p));
             return Task.FromResult(RunGenerate(p, settings, dir, ct));
@@ -77,13 +84,14 @@ static class Commands
         var mv = MvDreamOption();
         var device = DeviceOption();
         var dtype = DTypeOption();
+        var builtIn = BuiltInOption();
         var cmd = new Command("train", "Prompt-amortized training on a prompt library.")
         {
-            prompts, gen, dist, steps, seed, outDir, resume, rank, world, model, mv, device, dtype,
+            prompts, gen, dist, steps, seed, outDir, resume, rank, world, model, mv, device, dtype, builtIn,
         };
         cmd.SetAction((r, ct) =>
         {
-            var settings = new RunSettings(r.GetValue(gen)!, r.GetValue(dist)!, r.GetValue(steps), r.GetValue(seed), Prior(r, model, mv, device, dtype));
+            var settings = new RunSettings(r.GetValue(gen)!, r.GetValue(dist)!, r.GetValue(steps), r.GetValue(seed), Prior(r, model, mv, device, dtype, builtIn));
             var lib = PromptLibrary.Load(r.GetValue(prompts)!).Shard(r.GetValue(rank), r.GetValue(world));
             return Task.FromResult(RunTrain(lib, settings, r.GetValue(outDir)!, r.GetValue(resume), ct));
         });
@@ -150,13 +158,14 @@ static class Commands
         var steps = StepsOption();
         var seed = SeedOption();
         var outDir = OutOption("out/compare");
+        var builtIn = BuiltInOption();
         var cmd = new Command("compare", "Same budget, seed and generator for several distillers; prints a Markdown table of IoU, colour error, R@1 and time per step.")
         {
-            prompts, methods, gen, steps, seed, outDir,
+            prompts, methods, gen, steps, seed, outDir, builtIn,
         };
         cmd.SetAction((r, ct) =>
         {
-            var table = Comparison.Run(r.GetValue(prompts)!, r.GetValue(methods)!, r.GetValue(gen)!, r.GetValue(steps), r.GetValue(seed), r.GetValue(outDir)!, ct);
+            var table = Comparison.Run(r.GetValue(prompts)!, r.GetValue(methods)!, r.GetValue(gen)!, r.GetValue(steps), r.GetValue(seed), r.GetValue(outDir)!, r.GetValue(builtIn)!, ct);
             Console.Out.Write(table);
             return Task.FromResult(0);
         });

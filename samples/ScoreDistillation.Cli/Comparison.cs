@@ -10,7 +10,7 @@ namespace ScoreDistillation.Cli;
 /// <summary>The <c>compare</c> command: one budget, seed and generator; one row per distiller.</summary>
 static class Comparison
 {
-    public static string Run(IReadOnlyList<string> prompts, IReadOnlyList<string> methods, string generator, int? steps, long seed, string outDir, CancellationToken ct)
+    public static string Run(IReadOnlyList<string> prompts, IReadOnlyList<string> methods, string generator, int? steps, long seed, string outDir, string builtIn, CancellationToken ct)
     {
         foreach (var p in prompts)
             if (!WorldObject.TryParse(p, out _)) throw new CliException($"--prompt '{p}' is not in the built-in world ({WorldVocabulary.Describe()}); compare needs ground truth.");
@@ -31,7 +31,7 @@ static class Comparison
                 foreach (var p in prompts)
                 {
                     var dir = Path.Combine(outDir, m.ToLowerInvariant(), Commands.Slug(p));
-                    var s = Session.Create(PromptLibrary.Single(p), new RunSettings(generator, m, steps, seed, new PriorChoice(null, null, "cpu")), dir, amortized: false);
+                    var s = Session.Create(PromptLibrary.Single(p), new RunSettings(generator, m, steps, seed, new PriorChoice(null, null, "cpu", BuiltIn: builtIn)), dir, amortized: false);
                     sessions.Add(s);
                     AnsiConsole.MarkupLineInterpolated($"[bold]{m.ToUpperInvariant()}[/] · {p}");
                     var sw = Stopwatch.StartNew();
@@ -61,7 +61,7 @@ static class Comparison
         }
         var sb = new StringBuilder();
         var inv = CultureInfo.InvariantCulture;
-        sb.AppendLine(inv, $"Settings: generator {generator}, {rows.FirstOrDefault().Steps} steps per prompt, seed {seed}, prompts: {string.Join("; ", prompts)}, built-in prior at {Recipes.ImageSize}², CPU.");
+        sb.AppendLine(inv, $"Settings: generator {generator}, {rows.FirstOrDefault().Steps} steps per prompt, seed {seed}, prompts: {string.Join("; ", prompts)}, {builtIn} built-in prior at {Recipes.ImageSize}², CPU.");
         sb.AppendLine();
         sb.AppendLine("| method | IoU ↑ | colour error ↓ | R@1 ↑ | s/step |");
         sb.AppendLine("|---|---|---|---|---|");

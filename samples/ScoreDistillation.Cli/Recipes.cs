@@ -46,8 +46,19 @@ static class Recipes
     /// that share a colour or a shape with the prompts being trained, at most 12) so that its reference views render in
     /// seconds on a small CPU instead of the whole world's 90 × 4 views.
     /// </summary>
-    public static BuiltInPriorOptions BuiltInPrior(Device device, IReadOnlyList<string> prompts) => new()
+    /// <summary>The built-in prior variants of <c>--builtin-prior</c>.</summary>
+    public static readonly string[] BuiltInModes = { "posed", "camera-aware", "view-agnostic" };
+
+    /// <summary>The default <c>--builtin-prior</c>.</summary>
+    public const string DefaultBuiltInMode = "view-agnostic";
+
+    /// <summary>Field of view of the posed built-in prior and of the training cameras that go with it (the middle of ScaleDreamer's 40°–70°).</summary>
+    public const double PosedFovY = 55;
+
+    public static BuiltInPriorOptions BuiltInPrior(Device device, IReadOnlyList<string> prompts, string mode = DefaultBuiltInMode) => new()
     {
+        PosedFovY = Mode(mode) == "posed" ? PosedFovY : null,
+        CameraAware = Mode(mode) == "camera-aware",
         References = new ReferenceLibraryOptions
         {
             ImageSize = ImageSize,
@@ -59,6 +70,12 @@ static class Recipes
             CacheDirectory = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create), "ScoreDistillation", "builtin-references"),
         },
     };
+
+    static string Mode(string mode)
+    {
+        var m = mode.Trim().ToLowerInvariant();
+        return BuiltInModes.Contains(m) ? m : throw new CliException($"--builtin-prior '{mode}' is unknown; use one of: {string.Join(", ", BuiltInModes)}.");
+    }
 
     static IReadOnlyList<string>? UnconditionalSlice(IReadOnlyList<string> prompts)
     {

@@ -17,7 +17,7 @@ using static TorchSharp.torch;
 namespace ScoreDistillation.Cli;
 
 /// <summary>Which prior and device the user asked for.</summary>
-sealed record PriorChoice(string? Model, string? MvDream, string Device, string DType = "float32");
+sealed record PriorChoice(string? Model, string? MvDream, string Device, string DType = "float32", string BuiltIn = Recipes.DefaultBuiltInMode);
 
 /// <summary>What to train with.</summary>
 sealed record RunSettings(string Generator, string Distiller, int? Steps, long Seed, PriorChoice Prior);
@@ -72,6 +72,7 @@ sealed class Session : IDisposable
             ["mvdream"] = settings.Prior.MvDream is null ? "" : Path.GetFullPath(settings.Prior.MvDream),
             ["device"] = settings.Prior.Device,
             ["dtype"] = DTypeName(DType),
+            ["builtin"] = settings.Prior.BuiltIn,
         });
         if (Prior is BuiltInPrior builtin)
         {
@@ -123,7 +124,8 @@ sealed class Session : IDisposable
         var prompts = JsonSerializer.Deserialize<string[]>(ck.Metadata["train_prompts"])!;
         var lib = new PromptLibrary(prompts, prompts, prompts, path);
         static string? Opt(Dictionary<string, string> d, string key) => d.TryGetValue(key, out var v) && v.Length > 0 ? v : null;
-        var prior = new PriorChoice(Opt(s, "model"), Opt(s, "mvdream"), device ?? Opt(s, "device") ?? "cpu", Opt(s, "dtype") ?? "float32");
+        var prior = new PriorChoice(Opt(s, "model"), Opt(s, "mvdream"), device ?? Opt(s, "device") ?? "cpu", Opt(s, "dtype") ?? "float32",
+            Opt(s, "builtin") ?? "view-agnostic");
         if (device is not null && !device.Trim().StartsWith("cuda", StringComparison.OrdinalIgnoreCase)) prior = prior with { DType = "float32" };
         var settings = new RunSettings(s["generator"], s["distiller"], int.Parse(s["steps"], CultureInfo.InvariantCulture), long.Parse(s["seed"], CultureInfo.InvariantCulture), prior);
         var session = new Session(lib, settings, Path.GetDirectoryName(Path.GetDirectoryName(Path.GetFullPath(path))!)!, bool.Parse(s["amortized"]));
@@ -316,7 +318,7 @@ sealed class Session : IDisposable
         }
         if (choice.Model is not null)
             return StableDiffusionPrior.FromPretrained(choice.Model, new StableDiffusionPriorOptions { Device = device, DType = dtype });
-        return new BuiltInPrior(Recipes.BuiltInPrior(device, prompts));
+        return new BuiltInPrior(Recipes.BuiltInPrior(device, prompts, choice.BuiltIn));
     }
 
     /// <summary>
@@ -325,7 +327,13 @@ sealed class Session : IDisposable
     /// </summary>
     internal static Recipe ForPrior(Recipe recipe, IDiffusionPrior prior)
     {
-        if (prior is BuiltInPrior) return recipe;
+        if (prior is BuiltInPrior builtIn)
+        {
+            // Cameras carry no intrinsics: train at the field of view the posed prior renders its references with.
+            return builtIn.Options.PosedFovY is { } fov
+                ? recipe with { Trainer = recipe.Trainer with { Cameras = recipe.Trainer.Cameras with { FovY = (fov, fov) } } }
+                : recipe;
+        }
         var trainer = recipe.Trainer with { RenderSize = Math.Min(64, prior.ImageSize) };
         if (prior is MVDreamPrior)
             return recipe with

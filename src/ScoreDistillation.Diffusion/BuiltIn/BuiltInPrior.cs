@@ -32,6 +32,19 @@ public sealed record BuiltInPriorOptions
     /// </summary>
     public double CameraConcentration { get; init; } = 8.0;
 
+    /// <summary>
+    /// Posed (camera-conditioned) references: when set, the conditional distribution of a prompt at camera c is the single
+    /// view of its object rendered from c with this vertical field of view in degrees, so x̂₀ of a conditional row is that
+    /// render at every t. It is the exact denoiser of a perfect novel-view prior (what MVDream or Zero-1-to-3 approximate)
+    /// and the upper bound of what distillation can recover; unconditional rows stay view-agnostic. Requires
+    /// <see cref="NoiseQuery.Cameras"/> and a rendered library; training cameras should use the same field of view
+    /// (cameras carry no intrinsics). Default null (off).
+    /// </summary>
+    public double? PosedFovY { get; init; }
+
+    /// <summary>Posed renders kept for repeated cameras (ASD, VSD and ISM query one camera several times per step; default 64).</summary>
+    public int PosedCacheSize { get; init; } = 64;
+
     /// <summary>Dtype of the distance and softmax computation (default float32; float64 for exactness tests).</summary>
     public ScalarType ComputeDType { get; init; } = ScalarType.Float32;
 }
@@ -64,6 +77,9 @@ public sealed class BuiltInPrior : IDiffusionPrior
         ArgumentNullException.ThrowIfNull(library);
         Options = options ?? new BuiltInPriorOptions();
         if (!(Options.CameraConcentration >= 0)) throw new ArgumentOutOfRangeException(nameof(options), Options.CameraConcentration, "CameraConcentration must be ≥ 0.");
+        if (Options.PosedFovY is { } fov && !(fov > 0 && fov < 180)) throw new ArgumentOutOfRangeException(nameof(options), fov, "PosedFovY must be in (0°, 180°).");
+        if (Options.PosedFovY is not null && library.Options is null) throw new ArgumentException("Posed references need a rendered library (an explicit library cannot render new views).", nameof(library));
+        if (Options.PosedCacheSize < 0) throw new ArgumentOutOfRangeException(nameof(options), Options.PosedCacheSize, "PosedCacheSize must be ≥ 0.");
         if (Options.ComputeDType is not (ScalarType.Float32 or ScalarType.Float64))
             throw new ArgumentException($"ComputeDType must be float32 or float64, got {Options.ComputeDType}.", nameof(options));
         Library = library;
@@ -72,7 +88,7 @@ public sealed class BuiltInPrior : IDiffusionPrior
         Schedule = NoiseSchedule.ScaledLinear();
         Device = library.Options?.Device ?? CPU;
         ModelId = string.Create(CultureInfo.InvariantCulture,
-            $"builtin:{library.Id};{Text.Id};{(Options.CameraAware ? $"camera-aware(k={Options.CameraConcentration:G6})" : "view-agnostic")}");
+            $"builtin:{library.Id};{Text.Id};{(Options.PosedFovY is { } f ? $"posed(fovy={f:G6})" : Options.CameraAware ? $"camera-aware(k={Options.CameraConcentration:G6})" : "view-agnostic")}");
     }
 
     /// <summary>The settings.</summary>
@@ -100,7 +116,7 @@ public sealed class BuiltInPrior : IDiffusionPrior
     public int ViewsPerSample => 1;
 
     /// <inheritdoc />
-    public bool UsesCameras => Options.CameraAware;
+    public bool UsesCameras => Options.CameraAware || Options.PosedFovY is not null;
 
     /// <inheritdoc />
     public Device Device { get; }
@@ -187,6 +203,10 @@ public sealed class BuiltInPrior : IDiffusionPrior
         if (query.Text is null || query.Text.dim() != 3 || query.Text.shape[0] != n)
             throw new ArgumentException($"Text must be [{n}, {Options.TextTokens}, {Options.TextWidth}], got [{(query.Text is null ? "null" : string.Join(", ", query.Text.shape))}].", nameof(query));
         Tensor? dirs = null;
+        if (Options.PosedFovY is not null && query.Cameras is null)
+            throw new ArgumentException("The posed built-in prior needs NoiseQuery.Cameras [N, 4, 4] (camera-to-world).", nameof(query));
+        if (Options.PosedFovY is not null && (query.Cameras!.dim() != 3 || query.Cameras.shape[0] != n || query.Cameras.shape[1] != 4 || query.Cameras.shape[2] != 4))
+            throw new ArgumentException($"Cameras must be [{n}, 4, 4], got [{string.Join(", ", query.Cameras.shape)}].", nameof(query));
         if (Options.CameraAware)
         {
             if (query.Cameras is null) throw new ArgumentException("The camera-aware built-in prior needs NoiseQuery.Cameras [N, 4, 4] (camera-to-world).", nameof(query));
@@ -200,6 +220,13 @@ public sealed class BuiltInPrior : IDiffusionPrior
         // One matrix product per distinct reference set (uncond, or one prompt), never per row or per reference.
         foreach (var group in Enumerable.Range(0, n).GroupBy(i => prompts[i]))
         {
+            if (Options.PosedFovY is not null && group.Key.Length > 0)
+            {
+                var rows = group.ToArray();
+                var posedIdx = tensor(rows.Select(i => (long)i).ToArray(), ScalarType.Int64, x.device);
+                x0.index_copy_(0, posedIdx, Posed(group.Key, query.Cameras!.index_select(0, posedIdx.to(query.Cameras.device))).to(x.dtype, x.device));
+                continue;
+            }
             var refs = group.Key.Length == 0 ? Library.Unconditional : Library.ForPrompt(group.Key);
             if (refs.Flat.shape[1] != flat.shape[1])
                 throw new InvalidOperationException($"References are {refs.ImageSize}² but the query is {x.shape[2]}×{x.shape[3]}.");
@@ -210,6 +237,55 @@ public sealed class BuiltInPrior : IDiffusionPrior
             x0.index_copy_(0, idx, w.matmul(refs.Flat.to(x.dtype)));
         }
         return x0.reshape(x.shape);
+    }
+
+    readonly Dictionary<string, LinkedListNode<(string Key, Tensor View)>> _posedIndex = new(StringComparer.Ordinal);
+    readonly LinkedList<(string Key, Tensor View)> _posedOrder = new();
+    readonly object _posedGate = new();
+
+    /// <summary>Posed references [k, 3·S·S] in the prior's space (2·rgb − 1) for cameras [k, 4, 4], rendering only unseen cameras.</summary>
+    Tensor Posed(string prompt, Tensor cameras)
+    {
+        var c2w = cameras.detach().to(ScalarType.Float32, CPU).contiguous();
+        var values = c2w.data<float>().ToArray();
+        int k = (int)c2w.shape[0];
+        var keys = Enumerable.Range(0, k).Select(i => prompt + "|" + Convert.ToHexString(MemoryMarshalBytes(values, i * 16, 16))).ToArray();
+        lock (_posedGate)
+        {
+            var missing = keys.Select((key, i) => (key, i)).Where(p => !_posedIndex.ContainsKey(p.key)).GroupBy(p => p.key).Select(g => g.First().i).ToArray();
+            if (missing.Length > 0)
+            {
+                using var idx = tensor(missing.Select(i => (long)i).ToArray());
+                using var rgb = Library.RenderAt(prompt, c2w.index_select(0, idx), Options.PosedFovY!.Value);
+                for (int j = 0; j < missing.Length; j++)
+                {
+                    var view = (rgb[j] * 2 - 1).reshape(-1).to(Options.ComputeDType, Device).DetachFromDisposeScope();
+                    _posedIndex[keys[missing[j]]] = _posedOrder.AddFirst((keys[missing[j]], view));
+                }
+            }
+            var result = stack(keys.Select(key =>
+            {
+                var node = _posedIndex[key];
+                _posedOrder.Remove(node);
+                _posedOrder.AddFirst(node);
+                return node.Value.View;
+            }).ToArray(), 0);
+            while (_posedOrder.Count > Math.Max(Options.PosedCacheSize, k))
+            {
+                var last = _posedOrder.Last!;
+                _posedOrder.RemoveLast();
+                _posedIndex.Remove(last.Value.Key);
+                last.Value.View.Dispose();
+            }
+            return result;
+        }
+    }
+
+    static byte[] MemoryMarshalBytes(float[] values, int start, int count)
+    {
+        var bytes = new byte[count * sizeof(float)];
+        Buffer.BlockCopy(values, start * sizeof(float), bytes, 0, bytes.Length);
+        return bytes;
     }
 
     /// <summary>
@@ -244,6 +320,12 @@ public sealed class BuiltInPrior : IDiffusionPrior
     /// <summary>Disposes the library if the prior owns it.</summary>
     public void Dispose()
     {
+        lock (_posedGate)
+        {
+            foreach (var (_, view) in _posedOrder) view.Dispose();
+            _posedOrder.Clear();
+            _posedIndex.Clear();
+        }
         if (_ownsLibrary) Library.Dispose();
     }
 }

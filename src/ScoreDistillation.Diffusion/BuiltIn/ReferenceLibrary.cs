@@ -1,4 +1,6 @@
 using System.Globalization;
+using TorchSharp;
+using static TorchSharp.torch;
 
 namespace ScoreDistillation.Diffusion.BuiltIn;
 
@@ -124,6 +126,27 @@ public sealed partial class ReferenceLibrary : IDisposable
                 return _unconditional;
             }
         }
+    }
+
+    /// <summary>
+    /// Renders the object of <paramref name="prompt"/> from arbitrary cameras (camera-to-world [n, 4, 4], vertical field of
+    /// view <paramref name="fovYDeg"/>): [n, 3, S, S] in [0, 1], with the same renderer settings as the references. Only
+    /// a rendered library can do this.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">An explicit library (no procedural world to render).</exception>
+    /// <exception cref="ArgumentException">The prompt is "" or has unknown words, or the cameras are not [n, 4, 4].</exception>
+    public Tensor RenderAt(string prompt, Tensor cameraToWorld, double fovYDeg)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentNullException.ThrowIfNull(cameraToWorld);
+        if (_renderer is null) throw new InvalidOperationException("An explicit reference library cannot render new views; posed references need a rendered library.");
+        if (cameraToWorld.dim() != 3 || cameraToWorld.shape[1] != 4 || cameraToWorld.shape[2] != 4 || cameraToWorld.shape[0] == 0)
+            throw new ArgumentException($"Cameras must be camera-to-world [n, 4, 4], got [{string.Join(", ", cameraToWorld.shape)}].", nameof(cameraToWorld));
+        if (!(fovYDeg > 0 && fovYDeg < 180)) throw new ArgumentOutOfRangeException(nameof(fovYDeg), fovYDeg, "The field of view must be in (0°, 180°).");
+        string key = Key(prompt);
+        if (key.Length == 0) throw new ArgumentException("The unconditional prompt has no object to render.", nameof(prompt));
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return _renderer.RenderPosed(WorldObject.Parse(key, Options!.ObjectSize), cameraToWorld, fovYDeg);
     }
 
     /// <summary>The canonical key of a prompt ("" for the unconditional prompt).</summary>

@@ -58,6 +58,41 @@ internal sealed class ReferenceRenderer
 
     public ReferenceViews Views(WorldObject obj, int count) => Views(new[] { obj }, count)[0];
 
+    /// <summary>
+    /// Renders one object from arbitrary cameras (camera-to-world [n, 4, 4], all with vertical field of view
+    /// <paramref name="fovYDeg"/>): [n, 3, S, S] in [0, 1], with the reference settings (samples, shading, background).
+    /// Near and far enclose the object from these cameras.
+    /// </summary>
+    public Tensor RenderPosed(WorldObject obj, Tensor cameraToWorld, double fovYDeg)
+    {
+        using var scope = NewDisposeScope();
+        using var guard = no_grad();
+        int size = _options.ImageSize;
+        var c2w = cameraToWorld.detach().to(ScalarType.Float32, _options.Device ?? CPU).contiguous();
+        int n = (int)c2w.shape[0];
+        var pos = c2w[.., ..3, 3];
+        var distance = pos.norm(1);
+        var elevation = (pos[.., 2] / distance.clamp_min(1e-8)).clamp(-1, 1).asin() * (180 / Math.PI);
+        var azimuth = atan2(pos[.., 1], pos[.., 0]) * (180 / Math.PI);
+        double reach = 1.8 * _options.ObjectSize;
+        double near = Math.Max(0.01, distance.min().item<float>() - reach), far = distance.max().item<float>() + reach;
+        var renderer = new VolumeRenderer(_options.Renderer with { Near = near, Far = far });
+        var field = new ProceduralField(new[] { obj.WithSize(_options.ObjectSize) }, _options.FieldRadius, _options.Shaded);
+        long pointsPerView = (long)size * size * renderer.Options.RenderedSamples;
+        int perCall = (int)Math.Clamp(_options.RenderPointsPerCall / pointsPerView, 1, n);
+        var chunks = new List<Tensor>();
+        for (int v0 = 0; v0 < n; v0 += perCall)
+        {
+            using var inner = NewDisposeScope();
+            int vc = Math.Min(perCall, n - v0);
+            using var batch = new CameraBatch(c2w.narrow(0, v0, vc), full(vc, fovYDeg, ScalarType.Float32, c2w.device),
+                elevation.narrow(0, v0, vc), azimuth.narrow(0, v0, vc), distance.narrow(0, v0, vc));
+            using var render = renderer.Render(field, batch, size, size, _background);
+            chunks.Add(render.Rgb.clamp(0, 1).MoveToOuterDisposeScope());
+        }
+        return cat(chunks.ToArray(), 0).MoveToOuterDisposeScope();
+    }
+
     /// <summary>Reference views of several objects (each with its own cameras), from the disk cache where present.</summary>
     public ReferenceViews[] Views(IReadOnlyList<WorldObject> objects, int count)
     {

@@ -150,7 +150,7 @@ public sealed class Trainer : IDisposable
             using var text = TextFor(batch);
             var noise = Options.NoiseDims > 0 ? randn(new long[] { batch.Length, Options.NoiseDims }, generator: _rng).to(_device) : null;
             var field = Generator3D.Generate(text, noise);
-            using var cams = _sampler.Sample(batch.Length, _rng);
+            using var cams = _sampler.Sample(batch.Length * Options.ViewsPerPrompt, _rng);
             int views = cams.Count / batch.Length;
             var perImage = batch.SelectMany(p => Enumerable.Repeat(p, views)).ToArray();
             using var render = Renderer.Render(field, cams, Options.RenderSize, Options.RenderSize, Background, text.Pooled, _rng);
@@ -159,8 +159,16 @@ public sealed class Trainer : IDisposable
             var parts = new List<(string, Tensor)>();
             if (wSparse != 0) parts.Add(("sparsity", Regularizers.Sparsity(render.Opacity) * wSparse));
             if (wOpaque != 0) parts.Add(("opaque", Regularizers.OpacityEntropy(render.Opacity) * wOpaque));
-            if (wEik != 0 && field.Kind == FieldKind.SignedDistance && render.SampleGradients is not null)
-                parts.Add(("eikonal", Regularizers.Eikonal(render.SampleGradients) * wEik));
+            if (wEik != 0 && field.Kind == FieldKind.SignedDistance)
+            {
+                if (Options.EikonalFiniteDifference is { } h)
+                {
+                    var pts = (rand(new long[] { field.Count, Options.EikonalPoints, 3 }, generator: _rng) * 2 - 1).to(Options.DType, _device) * (Options.EikonalExtent ?? field.Radius);
+                    parts.Add(("eikonal", Regularizers.NumericalEikonal(field, pts, h) * wEik));
+                }
+                else if (render.SampleGradients is not null)
+                    parts.Add(("eikonal", Regularizers.Eikonal(render.SampleGradients) * wEik));
+            }
             foreach (var (_, t) in parts) total = total + t;
             (total / accum).backward();
             loss += total.item<float>() / accum;
@@ -307,8 +315,8 @@ public sealed class Trainer : IDisposable
             ["optimizer"] = o.Optimizer == OptimizerKind.Adam ? $"Adam({F(o.AdamBetas.Beta1)},{F(o.AdamBetas.Beta2)},{F(o.AdamEps)})" : $"Adan({F(o.AdanBetas.Beta1)},{F(o.AdanBetas.Beta2)},{F(o.AdanBetas.Beta3)},{F(o.AdanEps)})",
             ["learning_rates"] = string.Join(",", _optimizer.Groups.Select(g => $"{g.Name}={F(g.LearningRate)}")),
             ["steps"] = o.Steps.ToString(CultureInfo.InvariantCulture),
-            ["batch"] = $"{o.PromptsPerStep}x{prior.ViewsPerSample}@{o.RenderSize} accum {o.GradientAccumulation}",
-            ["weights"] = $"dist {o.DistillationWeight}; sparsity {o.SparsityWeight}; opaque {o.OpaqueWeight}; eikonal {o.EikonalWeight}",
+            ["batch"] = $"{o.PromptsPerStep}x{(o.ViewsPerPrompt == 1 ? "" : $"{o.ViewsPerPrompt}x")}{prior.ViewsPerSample}@{o.RenderSize} accum {o.GradientAccumulation}",
+            ["weights"] = $"dist {o.DistillationWeight}; sparsity {o.SparsityWeight}; opaque {o.OpaqueWeight}; eikonal {o.EikonalWeight}{(o.EikonalFiniteDifference is { } h ? $" (central differences h={F(h)} at {o.EikonalPoints} points in ±{F(o.EikonalExtent ?? double.NaN)})" : "")}",
             ["cameras"] = (o.Cameras with { Device = null }).ToString(),
             ["train_prompts"] = $"{Prompts.Train.Count} ({trainHash})",
             ["seed"] = o.Seed.ToString(CultureInfo.InvariantCulture),

@@ -25,6 +25,12 @@ public sealed record TrainerOptions
     /// <summary>Prompts per micro-batch (ScaleDreamer: 1 per GPU).</summary>
     public int PromptsPerStep { get; init; } = 1;
 
+    /// <summary>
+    /// Camera samples rendered per prompt in each micro-batch (default 1, as the reference). More views per step give a
+    /// less noisy 3D gradient for the same number of steps; each sample has the prior's views per sample (4 for MVDream).
+    /// </summary>
+    public int ViewsPerPrompt { get; init; } = 1;
+
     /// <summary>Micro-batches accumulated per optimizer step (the MVDream config uses 2 or 8).</summary>
     public int GradientAccumulation { get; init; } = 1;
 
@@ -63,6 +69,22 @@ public sealed record TrainerOptions
 
     /// <summary>λ_eikonal of mean((‖∇sdf‖ − 1)²) (SDF fields only).</summary>
     public StepSchedule EikonalWeight { get; init; } = new(1, 100, 1, 5_000);
+
+    /// <summary>
+    /// How the eikonal term gets ∇sdf: null (default) uses the renderer's analytic normals (a double backward; needs
+    /// <see cref="VolumeRendererOptions.ComputeNormals"/>); a value uses central differences of that step at
+    /// <see cref="EikonalPoints"/> random points per prompt in the field's bounding cube, which needs no normals.
+    /// </summary>
+    public double? EikonalFiniteDifference { get; init; }
+
+    /// <summary>Random points per prompt for the finite-difference eikonal term (default 4096).</summary>
+    public int EikonalPoints { get; init; } = 4096;
+
+    /// <summary>
+    /// Half-size of the cube the finite-difference eikonal points are drawn from (default null: the field's radius).
+    /// A cube just larger than the object puts most points near its surface, where the term matters.
+    /// </summary>
+    public double? EikonalExtent { get; init; }
 
     /// <summary>Training camera distribution (ScaleDreamer's SD cameras by default).</summary>
     public CameraSamplerOptions Cameras { get; init; } = new();
@@ -126,6 +148,10 @@ public sealed record TrainerOptions
     {
         if (Steps < 1) throw new ArgumentException($"Steps must be ≥ 1, got {Steps}.");
         if (PromptsPerStep < 1) throw new ArgumentException($"PromptsPerStep must be ≥ 1, got {PromptsPerStep}.");
+        if (EikonalFiniteDifference is { } h && !(h > 0)) throw new ArgumentException($"EikonalFiniteDifference must be > 0, got {h}.");
+        if (EikonalExtent is { } x && !(x > 0)) throw new ArgumentException($"EikonalExtent must be > 0, got {x}.");
+        if (EikonalPoints < 1) throw new ArgumentException($"EikonalPoints must be ≥ 1, got {EikonalPoints}.");
+        if (ViewsPerPrompt < 1) throw new ArgumentException($"ViewsPerPrompt must be ≥ 1, got {ViewsPerPrompt}.");
         if (GradientAccumulation < 1) throw new ArgumentException($"GradientAccumulation must be ≥ 1, got {GradientAccumulation}.");
         if (RenderSize < 4) throw new ArgumentException($"RenderSize must be ≥ 4, got {RenderSize}.");
         if (EvaluateEvery < 0 || CheckpointEvery < 0) throw new ArgumentException("EvaluateEvery and CheckpointEvery must be ≥ 0.");
