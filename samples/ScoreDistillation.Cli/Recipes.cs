@@ -50,10 +50,13 @@ static class Recipes
     public static readonly string[] BuiltInModes = { "posed", "camera-aware", "view-agnostic" };
 
     /// <summary>The default <c>--builtin-prior</c>.</summary>
-    public const string DefaultBuiltInMode = "view-agnostic";
+    public const string DefaultBuiltInMode = "posed";
 
     /// <summary>Field of view of the posed built-in prior and of the training cameras that go with it (the middle of ScaleDreamer's 40°–70°).</summary>
     public const double PosedFovY = 55;
+
+    /// <summary>CFG scale of SDS, VSD and ASD under the posed built-in prior.</summary>
+    public const double PosedGuidanceScale = 2.0;
 
     public static BuiltInPriorOptions BuiltInPrior(Device device, IReadOnlyList<string> prompts, string mode = DefaultBuiltInMode) => new()
     {
@@ -102,20 +105,23 @@ static class Recipes
         };
         if (generator == "ingp")
         {
-            // SDF started as a sphere of the built-in objects' scale (radius 0.28 ≈ the world's size 0.3): it already
-            // covers the object, so distillation only has to deform and colour it. A density field started from the
-            // Magic3D blob (radius 0.5) stayed soft and reached IoU 0.08 in 100 steps. Longer runs erode the sphere
-            // (IoU 0.73 at the start, 0.71 after 50 steps, 0.56 after 100), hence 50 steps; see docs/results.md.
+            // SDF started as a sphere of the built-in objects' scale (radius 0.28 ≈ the world's size 0.3). Without an eikonal
+            // term the SDF turns into a steep thin shell whose zero set outgrows the rendered surface; analytic normals
+            // (double backward through the hash grid) cost ~10× per step, so the eikonal uses central differences at the
+            // points nearest the surface. Measurements: docs/results.md.
             var trainer = new TrainerOptions
             {
-                Steps = steps ?? 50,
+                Steps = steps ?? 60,
                 RenderSize = ImageSize,
                 AdamBetas = (0.9, 0.99),
                 LearningRates = new Dictionary<string, double> { ["generator"] = 1e-2 },
                 SparsityWeight = 0.0,
                 OpaqueWeight = 0.0,
-                // Eikonal needs normals (a double backward through the hash grid): several times slower per step here.
-                EikonalWeight = 0.0,
+                EikonalWeight = 10.0,
+                EikonalFiniteDifference = 0.01,
+                EikonalPoints = 1024,
+                EikonalExtent = 0.6,
+                EikonalNearSurface = true,
                 Cameras = cameras,
                 Seed = seed,
                 Device = device,

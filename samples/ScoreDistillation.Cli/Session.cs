@@ -330,8 +330,16 @@ sealed class Session : IDisposable
         if (prior is BuiltInPrior builtIn)
         {
             // Cameras carry no intrinsics: train at the field of view the posed prior renders its references with.
+            // With posed references the classifier-free term pushes renders away from the unconditional mixture and
+            // over-saturates them at 7.5; CFG 2 keeps the colours (docs/results.md).
             return builtIn.Options.PosedFovY is { } fov
-                ? recipe with { Trainer = recipe.Trainer with { Cameras = recipe.Trainer.Cameras with { FovY = (fov, fov) } } }
+                ? recipe with
+                {
+                    Trainer = recipe.Trainer with { Cameras = recipe.Trainer.Cameras with { FovY = (fov, fov) } },
+                    Sds = recipe.Sds with { Guidance = recipe.Sds.Guidance with { GuidanceScale = Recipes.PosedGuidanceScale } },
+                    Vsd = recipe.Vsd with { Guidance = recipe.Vsd.Guidance with { GuidanceScale = Recipes.PosedGuidanceScale } },
+                    Asd = recipe.Asd with { Guidance = recipe.Asd.Guidance with { GuidanceScale = Recipes.PosedGuidanceScale } },
+                }
                 : recipe;
         }
         var trainer = recipe.Trainer with { RenderSize = Math.Min(64, prior.ImageSize) };

@@ -163,7 +163,7 @@ public sealed class Trainer : IDisposable
             {
                 if (Options.EikonalFiniteDifference is { } h)
                 {
-                    var pts = (rand(new long[] { field.Count, Options.EikonalPoints, 3 }, generator: _rng) * 2 - 1).to(Options.DType, _device) * (Options.EikonalExtent ?? field.Radius);
+                    var pts = EikonalPoints(field);
                     parts.Add(("eikonal", Regularizers.NumericalEikonal(field, pts, h) * wEik));
                 }
                 else if (render.SampleGradients is not null)
@@ -183,6 +183,17 @@ public sealed class Trainer : IDisposable
         var record = new TrainingStep(Step, Options.Steps, loss, dist, gradNorm, sw.Elapsed.TotalSeconds, prompts, timesteps) { Terms = terms };
         _history.Add(record);
         return record;
+    }
+
+    /// <summary>Points [B, N, 3] for the finite-difference eikonal term: uniform in the cube, or the candidates nearest the surface.</summary>
+    Tensor EikonalPoints(IRadianceField field)
+    {
+        int n = Options.EikonalPoints, candidates = Options.EikonalNearSurface ? 8 * n : n;
+        var pts = (rand(new long[] { field.Count, candidates, 3 }, generator: _rng) * 2 - 1).to(Options.DType, _device) * (Options.EikonalExtent ?? field.Radius);
+        if (!Options.EikonalNearSurface) return pts;
+        using var guard = no_grad();
+        var nearest = field.QueryGeometry(pts).squeeze(-1).abs().topk(n, dim: 1, largest: false).indexes;
+        return pts.gather(1, nearest.unsqueeze(-1).expand(-1, -1, 3));
     }
 
     /// <summary>
@@ -316,7 +327,7 @@ public sealed class Trainer : IDisposable
             ["learning_rates"] = string.Join(",", _optimizer.Groups.Select(g => $"{g.Name}={F(g.LearningRate)}")),
             ["steps"] = o.Steps.ToString(CultureInfo.InvariantCulture),
             ["batch"] = $"{o.PromptsPerStep}x{(o.ViewsPerPrompt == 1 ? "" : $"{o.ViewsPerPrompt}x")}{prior.ViewsPerSample}@{o.RenderSize} accum {o.GradientAccumulation}",
-            ["weights"] = $"dist {o.DistillationWeight}; sparsity {o.SparsityWeight}; opaque {o.OpaqueWeight}; eikonal {o.EikonalWeight}{(o.EikonalFiniteDifference is { } h ? $" (central differences h={F(h)} at {o.EikonalPoints} points in ±{F(o.EikonalExtent ?? double.NaN)})" : "")}",
+            ["weights"] = $"dist {o.DistillationWeight}; sparsity {o.SparsityWeight}; opaque {o.OpaqueWeight}; eikonal {o.EikonalWeight}{(o.EikonalFiniteDifference is { } h ? $" (central differences h={F(h)} at {o.EikonalPoints} points in ±{F(o.EikonalExtent ?? double.NaN)}{(o.EikonalNearSurface ? ", nearest the surface" : "")})" : "")}",
             ["cameras"] = (o.Cameras with { Device = null }).ToString(),
             ["train_prompts"] = $"{Prompts.Train.Count} ({trainHash})",
             ["seed"] = o.Seed.ToString(CultureInfo.InvariantCulture),

@@ -86,6 +86,13 @@ public sealed record TrainerOptions
     /// </summary>
     public double? EikonalExtent { get; init; }
 
+    /// <summary>
+    /// Draw the finite-difference eikonal points near the current surface (default false: uniform). The trainer draws
+    /// 8 × <see cref="EikonalPoints"/> uniform candidates and keeps the <see cref="EikonalPoints"/> with the smallest |sdf|,
+    /// because the shell around the zero level set is where an SDF goes steep and where uniform points rarely land.
+    /// </summary>
+    public bool EikonalNearSurface { get; init; }
+
     /// <summary>Training camera distribution (ScaleDreamer's SD cameras by default).</summary>
     public CameraSamplerOptions Cameras { get; init; } = new();
 
