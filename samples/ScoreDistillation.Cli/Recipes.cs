@@ -146,9 +146,14 @@ static class Recipes
             Steps = steps ?? (amortized ? 2000 : 600),
             RenderSize = ImageSize,
             AdamBetas = (0.9, 0.99),
-            SparsityWeight = 1.0,
+            SparsityWeight = 0.0,
             OpaqueWeight = 0.0,
-            EikonalWeight = new StepSchedule(0, 10, 1, 200),
+            // The same near-surface finite-difference eikonal as the iNGP recipe (AmortizedTrainingTests measures it).
+            EikonalWeight = 10.0,
+            EikonalFiniteDifference = 0.01,
+            EikonalPoints = 1024,
+            EikonalExtent = 0.6,
+            EikonalNearSurface = true,
             Cameras = cameras,
             Seed = seed,
             Device = device,
@@ -161,7 +166,7 @@ static class Recipes
                 Encoding = new HashGridOptions { Levels = 8, FeaturesPerLevel = 2, Log2TableSize = 15, BaseResolution = 8, PerLevelScale = 1.4 },
                 Background = new TextConditionedHashGridBackgroundOptions { TextDims = textDims, Encoding = new HashGridOptions { Levels = 4, FeaturesPerLevel = 2, Log2TableSize = 12, BaseResolution = 8, PerLevelScale = 1.0 } },
             }, g),
-            Renderer = renderer with { ComputeNormals = true },
+            Renderer = renderer,
             Trainer = hyperTrainer,
         };
     }

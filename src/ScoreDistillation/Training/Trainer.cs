@@ -186,7 +186,7 @@ public sealed class Trainer : IDisposable
     }
 
     /// <summary>Points [B, N, 3] for the finite-difference eikonal term: uniform in the cube, or the candidates nearest the surface.</summary>
-    Tensor EikonalPoints(IRadianceField field)
+    internal Tensor EikonalPoints(IRadianceField field)
     {
         int n = Options.EikonalPoints, candidates = Options.EikonalNearSurface ? 8 * n : n;
         var pts = (rand(new long[] { field.Count, candidates, 3 }, generator: _rng) * 2 - 1).to(Options.DType, _device) * (Options.EikonalExtent ?? field.Radius);

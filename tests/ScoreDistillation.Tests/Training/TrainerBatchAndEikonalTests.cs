@@ -106,4 +106,28 @@ public sealed class TrainerBatchAndEikonalTests
         ((Action)(() => (options with { EikonalFiniteDifference = 0 }).Validate())).Should().Throw<ArgumentException>().WithMessage("*EikonalFiniteDifference*");
         ((Action)(() => (options with { EikonalExtent = -1 }).Validate())).Should().Throw<ArgumentException>().WithMessage("*EikonalExtent*");
     }
+
+    [Fact]
+    public void Near_surface_eikonal_points_lie_much_closer_to_the_zero_level_set_than_uniform_ones()
+    {
+        using var scope = NewDisposeScope();
+        using var prior = new ToyPixelPrior();
+        using var gen = Sdf();
+        var options = new TrainerOptions { Steps = 1, RenderSize = 8, Seed = 3, EikonalFiniteDifference = 1e-2, EikonalPoints = 256, EikonalExtent = 0.6 };
+        using var uniform = Build(prior, gen, options);
+        using var near = Build(prior, gen, options with { EikonalNearSurface = true });
+        using var text = prior.EncodeText(new[] { "a" });
+        var field = gen.Generate(text);
+        double MeanAbsSdf(Trainer t)
+        {
+            var pts = t.EikonalPoints(field);
+            pts.shape.Should().Equal(1, 256, 3);
+            pts.abs().max().item<float>().Should().BeLessThanOrEqualTo(0.6f);
+            using var ng = no_grad();
+            return field.QueryGeometry(pts).abs().mean().item<float>();
+        }
+        double u = MeanAbsSdf(uniform), n = MeanAbsSdf(near);
+        n.Should().BeLessThan(0.2 * u, $"the 256 nearest of 2048 candidates (uniform mean |sdf| {u:F3})");
+        near.Configuration()["weights"].Should().Contain("nearest the surface");
+    }
 }
