@@ -330,8 +330,8 @@ sealed class Session : IDisposable
         if (prior is BuiltInPrior builtIn)
         {
             // Cameras carry no intrinsics: train at the field of view the posed prior renders its references with.
-            // With posed references the classifier-free term pushes renders away from the unconditional mixture and
-            // over-saturates them at 7.5; CFG 2 keeps the colours (docs/results.md).
+            // With posed references the conditional is exact and the classifier-free term only pushes renders away from
+            // the unconditional mixture, over-saturating them (docs/results.md); see Recipes.PosedGuidanceScale.
             return builtIn.Options.PosedFovY is { } fov
                 ? recipe with
                 {
