@@ -33,14 +33,16 @@ public static class LibTorchCpu
     [return: MarshalAs(UnmanagedType.U1)]
     delegate bool GetFlagFn(IntPtr context);
 
-    sealed record Bindings(GlobalContextFn Context, GetFlagFn Get, SetFlagFn Set);
+    sealed record Bindings(GlobalContextFn Context, GetFlagFn Get, SetFlagFn Set, GetFlagFn? GetNnpack, SetFlagFn? SetNnpack);
 
     // Itanium (Linux, macOS) and MSVC (Windows) manglings of at::globalContext(), Context::userEnabledMkldnn() const and
     // Context::setUserEnabledMkldnn(bool). On x64 a member function takes `this` as its first argument.
-    static readonly (string Context, string Get, string Set)[] Manglings =
+    static readonly (string Context, string Get, string Set, string GetNnpack, string SetNnpack)[] Manglings =
     {
-        ("_ZN2at13globalContextEv", "_ZNK2at7Context17userEnabledMkldnnEv", "_ZN2at7Context20setUserEnabledMkldnnEb"),
-        ("?globalContext@at@@YAAEAVContext@1@XZ", "?userEnabledMkldnn@Context@at@@QEBA_NXZ", "?setUserEnabledMkldnn@Context@at@@QEAAX_N@Z"),
+        ("_ZN2at13globalContextEv", "_ZNK2at7Context17userEnabledMkldnnEv", "_ZN2at7Context20setUserEnabledMkldnnEb",
+            "_ZNK2at7Context17userEnabledNNPACKEv", "_ZN2at7Context20setUserEnabledNNPACKEb"),
+        ("?globalContext@at@@YAAEAVContext@1@XZ", "?userEnabledMkldnn@Context@at@@QEBA_NXZ", "?setUserEnabledMkldnn@Context@at@@QEAAX_N@Z",
+            "?userEnabledNNPACK@Context@at@@QEBA_NXZ", "?setUserEnabledNNPACK@Context@at@@QEAAX_N@Z"),
     };
 
     static readonly Lazy<Bindings?> Native = new(Bind, LazyThreadSafetyMode.ExecutionAndPublication);
@@ -68,14 +70,39 @@ public static class LibTorchCpu
     }
 
     /// <summary>
-    /// Turns oneDNN off for CPU convolutions when the switch is available and returns whether it did; a no-op returning
-    /// false where it is not (the CPU kernels then stay as LibTorch chose).
+    /// Gets or sets whether LibTorch may use NNPACK for CPU convolutions (LibTorch's default is true). With oneDNN off,
+    /// LibTorch tries NNPACK next; on CPUs NNPACK does not support, every convolution then prints
+    /// "Could not initialize NNPACK! Reason: Unsupported hardware." before falling back.
+    /// </summary>
+    /// <exception cref="PlatformNotSupportedException">The LibTorch library in this process does not export the switch.</exception>
+    public static bool UseNnpack
+    {
+        get
+        {
+            var b = Native.Value;
+            if (b?.GetNnpack is null) throw Unsupported();
+            return b.GetNnpack(b.Context());
+        }
+        set
+        {
+            var b = Native.Value;
+            if (b?.SetNnpack is null) throw Unsupported();
+            b.SetNnpack(b.Context(), value);
+        }
+    }
+
+    /// <summary>
+    /// Routes CPU convolutions to LibTorch's im2col + GEMM kernels. It turns oneDNN off and, where the switch exists,
+    /// NNPACK too, which LibTorch would otherwise try next and which warns on every call on CPUs it does not support.
+    /// Returns whether oneDNN could be turned off; where the switch is missing it does nothing and returns false, and
+    /// the CPU kernels stay as LibTorch chose.
     /// </summary>
     public static bool TryDisableOneDnn()
     {
         var b = Native.Value;
         if (b is null) return false;
         b.Set(b.Context(), false);
+        b.SetNnpack?.Invoke(b.Context(), false);
         return true;
     }
 
@@ -90,10 +117,14 @@ public static class LibTorchCpu
         foreach (var name in new[] { "libtorch_cpu.so", "libtorch_cpu.dylib", "torch_cpu.dll", "torch_cpu" })
         {
             if (!NativeLibrary.TryLoad(name, typeof(torch).Assembly, null, out var lib)) continue;
-            foreach (var (ctx, get, set) in Manglings)
+            foreach (var (ctx, get, set, getNnpack, setNnpack) in Manglings)
             {
                 if (NativeLibrary.TryGetExport(lib, ctx, out var c) && NativeLibrary.TryGetExport(lib, get, out var g) && NativeLibrary.TryGetExport(lib, set, out var s))
-                    return new Bindings(Marshal.GetDelegateForFunctionPointer<GlobalContextFn>(c), Marshal.GetDelegateForFunctionPointer<GetFlagFn>(g), Marshal.GetDelegateForFunctionPointer<SetFlagFn>(s));
+                {
+                    bool nnpack = NativeLibrary.TryGetExport(lib, getNnpack, out var gn) & NativeLibrary.TryGetExport(lib, setNnpack, out var sn);
+                    return new Bindings(Marshal.GetDelegateForFunctionPointer<GlobalContextFn>(c), Marshal.GetDelegateForFunctionPointer<GetFlagFn>(g), Marshal.GetDelegateForFunctionPointer<SetFlagFn>(s),
+                        nnpack ? Marshal.GetDelegateForFunctionPointer<GetFlagFn>(gn) : null, nnpack ? Marshal.GetDelegateForFunctionPointer<SetFlagFn>(sn) : null);
+                }
             }
         }
         return null;

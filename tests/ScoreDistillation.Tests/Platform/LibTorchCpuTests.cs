@@ -28,6 +28,7 @@ public class LibTorchCpuTests
             LibTorchCpu.UseOneDnn = false;
         }
         LibTorchCpu.UseOneDnn.Should().BeFalse();
+        LibTorchCpu.UseNnpack.Should().BeFalse("TryDisableOneDnn also turns off NNPACK, which would warn on every convolution here");
     }
 
     // The shape that exposed the fault (VSD's ε_φ output head): with oneDNN on, 1–12 of 300 passes had NaN input gradients.
