@@ -112,28 +112,31 @@ static class Recipes
             DensityBias = Rendering.DensityBias.None,
             ComputeNormals = false,
         };
+        // Both recipes: 32² renders, Adam (0.9, 0.99), no sparsity or opacity terms, and the near-surface finite-difference
+        // eikonal. Without it the SDF turns into a steep thin shell whose zero set outgrows the rendered surface;
+        // analytic normals (a double backward through the hash grid) cost ~10× per step. Measurements: docs/results.md.
+        var common = new TrainerOptions
+        {
+            RenderSize = ImageSize,
+            AdamBetas = (0.9, 0.99),
+            SparsityWeight = 0.0,
+            OpaqueWeight = 0.0,
+            EikonalWeight = 10.0,
+            EikonalFiniteDifference = 0.01,
+            EikonalPoints = 1024,
+            EikonalExtent = 0.6,
+            EikonalNearSurface = true,
+            Cameras = cameras,
+            Seed = seed,
+            Device = device,
+        };
         if (generator == "ingp")
         {
-            // SDF started as a sphere of the built-in objects' scale (radius 0.28 ≈ the world's size 0.3). Without an eikonal
-            // term the SDF turns into a steep thin shell whose zero set outgrows the rendered surface; analytic normals
-            // (double backward through the hash grid) cost ~10× per step, so the eikonal uses central differences at the
-            // points nearest the surface. Measurements: docs/results.md.
-            var trainer = new TrainerOptions
+            // SDF started as a sphere of the built-in objects' scale (radius 0.28 ≈ the world's size 0.3).
+            var trainer = common with
             {
                 Steps = steps ?? 60,
-                RenderSize = ImageSize,
-                AdamBetas = (0.9, 0.99),
                 LearningRates = new Dictionary<string, double> { ["generator"] = 1e-2 },
-                SparsityWeight = 0.0,
-                OpaqueWeight = 0.0,
-                EikonalWeight = 10.0,
-                EikonalFiniteDifference = 0.01,
-                EikonalPoints = 1024,
-                EikonalExtent = 0.6,
-                EikonalNearSurface = true,
-                Cameras = cameras,
-                Seed = seed,
-                Device = device,
                 EvaluateEvery = 0,
             };
             return new Recipe
@@ -150,23 +153,8 @@ static class Recipes
                 Trainer = trainer,
             };
         }
-        var hyperTrainer = new TrainerOptions
-        {
-            Steps = steps ?? (amortized ? 2000 : 600),
-            RenderSize = ImageSize,
-            AdamBetas = (0.9, 0.99),
-            SparsityWeight = 0.0,
-            OpaqueWeight = 0.0,
-            // The same near-surface finite-difference eikonal as the iNGP recipe (AmortizedTrainingTests measures it).
-            EikonalWeight = 10.0,
-            EikonalFiniteDifference = 0.01,
-            EikonalPoints = 1024,
-            EikonalExtent = 0.6,
-            EikonalNearSurface = true,
-            Cameras = cameras,
-            Seed = seed,
-            Device = device,
-        };
+        // Hyper-iNGP shares the near-surface eikonal (AmortizedTrainingTests measures it).
+        var hyperTrainer = common with { Steps = steps ?? (amortized ? 2000 : 600) };
         return new Recipe
         {
             CreateGenerator = (textDims, g) => new HyperInstantNgp(new HyperInstantNgpOptions
