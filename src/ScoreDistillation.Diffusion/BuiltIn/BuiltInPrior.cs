@@ -220,17 +220,15 @@ public sealed class BuiltInPrior : IDiffusionPrior
         // One matrix product per distinct reference set (uncond, or one prompt), never per row or per reference.
         foreach (var group in Enumerable.Range(0, n).GroupBy(i => prompts[i]))
         {
+            var idx = tensor(group.Select(i => (long)i).ToArray(), ScalarType.Int64, x.device);
             if (Options.PosedFovY is not null && group.Key.Length > 0)
             {
-                var rows = group.ToArray();
-                var posedIdx = tensor(rows.Select(i => (long)i).ToArray(), ScalarType.Int64, x.device);
-                x0.index_copy_(0, posedIdx, Posed(group.Key, query.Cameras!.index_select(0, posedIdx.to(query.Cameras.device))).to(x.dtype, x.device));
+                x0.index_copy_(0, idx, Posed(group.Key, query.Cameras!.index_select(0, idx.to(query.Cameras.device))).to(x.dtype, x.device));
                 continue;
             }
             var refs = group.Key.Length == 0 ? Library.Unconditional : Library.ForPrompt(group.Key);
             if (refs.Flat.shape[1] != flat.shape[1])
                 throw new InvalidOperationException($"References are {refs.ImageSize}² but the query is {x.shape[2]}×{x.shape[3]}.");
-            var idx = tensor(group.Select(i => (long)i).ToArray(), ScalarType.Int64, x.device);
             var xg = flat.index_select(0, idx);
             var ag = a2.index_select(0, idx);
             var w = Logits(xg, ag, refs, dirs?.index_select(0, idx)).softmax(1);
@@ -249,7 +247,7 @@ public sealed class BuiltInPrior : IDiffusionPrior
         var c2w = cameras.detach().to(ScalarType.Float32, CPU).contiguous();
         var values = c2w.data<float>().ToArray();
         int k = (int)c2w.shape[0];
-        var keys = Enumerable.Range(0, k).Select(i => prompt + "|" + Convert.ToHexString(MemoryMarshalBytes(values, i * 16, 16))).ToArray();
+        var keys = Enumerable.Range(0, k).Select(i => prompt + "|" + Convert.ToHexString(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan(i * 16, 16)))).ToArray();
         lock (_posedGate)
         {
             var missing = keys.Select((key, i) => (key, i)).Where(p => !_posedIndex.ContainsKey(p.key)).GroupBy(p => p.key).Select(g => g.First().i).ToArray();
@@ -279,13 +277,6 @@ public sealed class BuiltInPrior : IDiffusionPrior
             }
             return result;
         }
-    }
-
-    static byte[] MemoryMarshalBytes(float[] values, int start, int count)
-    {
-        var bytes = new byte[count * sizeof(float)];
-        Buffer.BlockCopy(values, start * sizeof(float), bytes, 0, bytes.Length);
-        return bytes;
     }
 
     /// <summary>

@@ -67,7 +67,6 @@ internal sealed class ReferenceRenderer
     {
         using var scope = NewDisposeScope();
         using var guard = no_grad();
-        int size = _options.ImageSize;
         var c2w = cameraToWorld.detach().to(ScalarType.Float32, _options.Device ?? CPU).contiguous();
         int n = (int)c2w.shape[0];
         var pos = c2w[.., ..3, 3];
@@ -78,19 +77,31 @@ internal sealed class ReferenceRenderer
         double near = Math.Max(0.01, distance.min().item<float>() - reach), far = distance.max().item<float>() + reach;
         var renderer = new VolumeRenderer(_options.Renderer with { Near = near, Far = far });
         var field = new ProceduralField(new[] { obj.WithSize(_options.ObjectSize) }, _options.FieldRadius, _options.Shaded);
-        long pointsPerView = (long)size * size * renderer.Options.RenderedSamples;
-        int perCall = (int)Math.Clamp(_options.RenderPointsPerCall / pointsPerView, 1, n);
+        var rgb = RenderInChunks(renderer, field, n, (v0, vc) => new CameraBatch(c2w.narrow(0, v0, vc), full(vc, fovYDeg, ScalarType.Float32, c2w.device),
+            elevation.narrow(0, v0, vc), azimuth.narrow(0, v0, vc), distance.narrow(0, v0, vc)));
+        return rgb[0].MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Renders <paramref name="count"/> views of each of the field's objects, [B, count, 3, S, S] in [0, 1], in calls of at
+    /// most <see cref="ReferenceLibraryOptions.RenderPointsPerCall"/> samples, each in its own dispose scope so that long
+    /// renders keep memory flat. <paramref name="cameras"/>(v0, vc) gives views v0..v0+vc of every object, object-major.
+    /// </summary>
+    Tensor RenderInChunks(VolumeRenderer renderer, ProceduralField field, int count, Func<int, int, CameraBatch> cameras)
+    {
+        int b = field.Count, size = _options.ImageSize;
+        long pointsPerView = (long)b * size * size * renderer.Options.RenderedSamples;
+        int perCall = (int)Math.Clamp(_options.RenderPointsPerCall / pointsPerView, 1, count);
         var chunks = new List<Tensor>();
-        for (int v0 = 0; v0 < n; v0 += perCall)
+        for (int v0 = 0; v0 < count; v0 += perCall)
         {
             using var inner = NewDisposeScope();
-            int vc = Math.Min(perCall, n - v0);
-            using var batch = new CameraBatch(c2w.narrow(0, v0, vc), full(vc, fovYDeg, ScalarType.Float32, c2w.device),
-                elevation.narrow(0, v0, vc), azimuth.narrow(0, v0, vc), distance.narrow(0, v0, vc));
+            int vc = Math.Min(perCall, count - v0);
+            using var batch = cameras(v0, vc);
             using var render = renderer.Render(field, batch, size, size, _background);
-            chunks.Add(render.Rgb.clamp(0, 1).MoveToOuterDisposeScope());
+            chunks.Add(render.Rgb.clamp(0, 1).reshape(b, vc, 3, size, size).MoveToOuterDisposeScope());
         }
-        return cat(chunks.ToArray(), 0).MoveToOuterDisposeScope();
+        return cat(chunks.ToArray(), 1);
     }
 
     /// <summary>Reference views of several objects (each with its own cameras), from the disk cache where present.</summary>
@@ -120,24 +131,14 @@ internal sealed class ReferenceRenderer
     {
         using var scope = NewDisposeScope();
         using var guard = no_grad();
-        int b = objects.Count, size = _options.ImageSize;
+        int b = objects.Count;
         var cams = objects.Select(o => CamerasFor(o.Prompt, count)).ToList();
         var field = new ProceduralField(objects.Select(o => o.WithSize(_options.ObjectSize)).ToList(), _options.FieldRadius, _options.Shaded);
-        // Views per renderer call, so that one call touches at most RenderPointsPerCall samples; each call gets its own
-        // dispose scope, which keeps the memory of a long reference render flat.
-        long pointsPerView = (long)b * size * size * _renderer.Options.RenderedSamples;
-        int perCall = (int)Math.Clamp(_options.RenderPointsPerCall / pointsPerView, 1, count);
-        var chunks = new List<Tensor>();
-        for (int v0 = 0; v0 < count; v0 += perCall)
+        var rgb = RenderInChunks(_renderer, field, count, (v0, vc) =>
         {
-            using var inner = NewDisposeScope();
-            int vc = Math.Min(perCall, count - v0);
             Tensor Slice(Func<CameraBatch, Tensor> pick) => cat(cams.Select(c => pick(c).narrow(0, v0, vc)).ToArray(), 0);
-            using var batch = new CameraBatch(Slice(c => c.CameraToWorld), Slice(c => c.FovY), Slice(c => c.Elevation), Slice(c => c.Azimuth), Slice(c => c.Distance));
-            using var render = _renderer.Render(field, batch, size, size, _background);
-            chunks.Add(render.Rgb.clamp(0, 1).reshape(b, vc, 3, size, size).MoveToOuterDisposeScope());
-        }
-        var rgb = cat(chunks.ToArray(), 1);
+            return new CameraBatch(Slice(c => c.CameraToWorld), Slice(c => c.FovY), Slice(c => c.Elevation), Slice(c => c.Azimuth), Slice(c => c.Distance));
+        });
         var views = new ReferenceViews[b];
         for (int i = 0; i < b; i++)
             views[i] = new ReferenceViews(rgb[i], cams[i].CameraToWorld, _options.DType);

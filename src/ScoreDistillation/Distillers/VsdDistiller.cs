@@ -112,7 +112,9 @@ public sealed class VsdDistiller : ScoreDistillerBase
         var loss = nn.functional.mse_loss(pred.to(ScalarType.Float32), target.to(ScalarType.Float32));
         var grads = autograd.grad(new[] { loss }, _params);
         // A non-finite gradient would poison ε_φ for the rest of the run: skip the update and count it instead.
-        if (grads.Any(g => g is not null && !g.IsInvalid && !g.isfinite().all().item<bool>()))
+        var present = grads.Where(g => g is not null && !g.IsInvalid).ToArray();
+        // One host sync for all parameters.
+        if (present.Length > 0 && !stack(present.Select(g => g.isfinite().all()).ToArray()).all().item<bool>())
             SkippedParticleSteps++;
         else
             AdamWStep(grads);
